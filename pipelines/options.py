@@ -1,0 +1,157 @@
+"""The options of the weak-labeling job: one frozen dataclass, one source of truth.
+
+The command line (``--help``), the README's options table and the Flex Template's
+``metadata.json`` are all generated from :class:`WeakLabelOptions`; tests check that they agree.
+Arguments this parser does not know (``--runner``, ``--project``, ...) are Beam pipeline options
+and pass through to :class:`apache_beam.options.pipeline_options.PipelineOptions`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, Sequence
+
+DEFAULT_MODEL = "models/all-MiniLM-L6-v2"
+
+
+def _option(default: Any, help: str, *, required: bool = False) -> Any:  # noqa: A002
+    return dataclasses.field(default=default, metadata={"help": help, "required": required})
+
+
+@dataclasses.dataclass(frozen=True)
+class WeakLabelOptions:
+    """Everything the job needs besides Beam's own pipeline options."""
+
+    input: str = _option(
+        None,
+        "Corpus files: a glob or comma-separated globs, local or gs:// "
+        "(Parquet, JSONL or CSV; .gz for text formats).",
+        required=True,
+    )
+    output: str = _option(
+        None,
+        "Output directory (local or gs://): labels/, errors/, summary.json, report.html.",
+        required=True,
+    )
+    input_format: str = _option("auto", "auto (by file extension), parquet, jsonl or csv.")
+    id_field: str = _option(
+        "id", "Field holding the document id; rows without it get a content hash id."
+    )
+    text_field: str = _option("text", "Field holding the document text.")
+    text_template: str = _option(
+        "",
+        "Optional template over fields for the embedded text, e.g. "
+        "'{entity1} [SEP] {entity2} [SEP] {text}'. Empty: the text field.",
+    )
+    model: str = _option(
+        DEFAULT_MODEL,
+        "TF-Hub text embedding model: SavedModel directory, gs:// path or hub handle.",
+    )
+    labeling_functions: str = _option(
+        "",
+        "Python file or module defining @labeling_function LFs (and optionally CLASS_NAMES).",
+    )
+    votes_field: str = _option(
+        "",
+        "Field with precomputed votes (a list of ints per row, -1 = abstain) instead of or "
+        "besides --labeling_functions.",
+    )
+    lf_names: str = _option(
+        "", "Comma-separated names for the --votes_field columns (default lf_0, lf_1, ...)."
+    )
+    cardinality: int = _option(
+        0, "Number of classes; 0 = from --class_names, the LF file's CLASS_NAMES, else 2."
+    )
+    class_names: str = _option("", "Comma-separated class names, in class-id order.")
+    dev_input: str = _option(
+        "",
+        "Optional labelled files (same formats) for tuning and held-out metrics; rows whose id "
+        "is in --input are the same documents.",
+    )
+    label_field: str = _option("label", "Field holding the gold label in --dev_input.")
+    holdout_fraction: float = _option(
+        0.5,
+        "Share of dev rows held out from tuning and used only to report metrics (by id hash).",
+    )
+    num_neighbours: int = _option(20, "Neighbours per document in the kNN graph.")
+    label_model: str = _option("auto", "Label model: auto, majority_vote, or a named model.")
+    thresholds: str = _option(
+        "auto", "Extension thresholds: auto (tuned on dev, default without), or a cosine in [0, 1]."
+    )
+    extension: bool = _option(True, "Extend LF votes to nearby documents (Epoxy).")
+    end_model: bool = _option(
+        True, "Train a small model on the embeddings from the label model's posteriors."
+    )
+    sample_size: int = _option(20000, "Corpus rows sampled (by id hash) to fit thresholds and end model.")
+    cache_dir: str = _option(
+        "", "Artifacts cache (local or gs://): embeddings and neighbour graph, keyed and versioned."
+    )
+    max_text_chars: int = _option(100000, "Longer texts go to the dead letter.")
+    max_lf_failure_rate: float = _option(
+        0.1, "Fail the run when an LF raises on more than this share of rows."
+    )
+    num_shards: int = _option(1, "Number of labels Parquet files.")
+    seed: int = _option(0, "Seed for every random choice (outputs are reproducible).")
+
+    @property
+    def class_name_list(self) -> list[str]:
+        """``--class_names`` split on commas."""
+        return [name.strip() for name in self.class_names.split(",") if name.strip()]
+
+    @property
+    def lf_name_list(self) -> list[str]:
+        """``--lf_names`` split on commas."""
+        return [name.strip() for name in self.lf_names.split(",") if name.strip()]
+
+
+def option_fields() -> tuple[dataclasses.Field, ...]:
+    """The option fields, in declaration order."""
+    return dataclasses.fields(WeakLabelOptions)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one ``--name`` per option, its type, default and help."""
+    parser = argparse.ArgumentParser(
+        prog="epoxy-beam",
+        description="Weak labeling at corpus scale on Apache Beam: embed, kNN graph, apply LFs, "
+        "extend (Epoxy), fit a label model, write probabilistic labels. Unknown --flags are "
+        "Beam pipeline options (e.g. --runner=FnApiRunner).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for field in option_fields():
+        kind = {bool: _parse_bool, int: int, float: float}.get(_field_type(field), str)
+        parser.add_argument(
+            f"--{field.name}",
+            type=kind,
+            default=field.default,
+            required=field.metadata["required"],
+            help=field.metadata["help"],
+        )
+    return parser
+
+
+def _field_type(field: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[str(field.type)]
+
+
+def parse_options(argv: Sequence[str] | None) -> tuple[WeakLabelOptions, list[str]]:
+    """Parses the job's options and returns the rest as Beam pipeline arguments.
+
+    Args:
+        argv: Command-line arguments (without the program name).
+
+    Returns:
+        ``(options, beam_args)``.
+    """
+    known, beam_args = build_parser().parse_known_args(argv)
+    return WeakLabelOptions(**vars(known)), beam_args

@@ -1,0 +1,199 @@
+"""The job's outputs: labels, dead letter, summary and model, staged then committed.
+
+Layout under ``--output``::
+
+    labels/part-00000-of-00001.parquet   one row per labelled document, sorted by id
+    errors/dead_letter-00000-of-00001.jsonl   every rejected row, with stage, cause and message
+    summary.json                          counts, per-LF table, metrics (schema in README.md)
+    model.json                            the fitted labeler (thresholds, label model, end model)
+    _SUCCESS                              written last, by the commit step
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.summary import RunCounts, build_summary
+from transforms.dead_letter import DeadLetter
+from transforms.write import (
+    SUCCESS_FILE,
+    WriteSortedShards,
+    jsonl_bytes,
+    labels_schema,
+    move_into_place,
+    parquet_bytes,
+    remove_stale_outputs,
+    write_file,
+)
+
+if TYPE_CHECKING:
+    from pipelines.weak_label import RunPlan
+
+OUTPUT_SUBDIRECTORIES = ("labels", "errors")
+
+
+def _dead_letter_sort_key(row: Mapping[str, Any]) -> tuple:
+    return (row["stage"], row["cause"], row["source"], row["doc_id"], row["message"])
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _summarise(
+    plan: "RunPlan",
+    *,
+    documents: int,
+    labelled: int,
+    dead_by_cause: list,
+    read_dead: int,
+    lf_failures: list,
+    eval_rows: list,
+    fit: Mapping[str, Any],
+) -> dict[str, Any]:
+    counts = RunCounts(
+        documents=documents,
+        labelled=labelled,
+        dead_letters=dict(dead_by_cause),
+        read_dead_letters=read_dead,
+        lf_failures=dict(lf_failures),
+    )
+    return build_summary(
+        options=dataclasses.asdict(plan.options),
+        class_names=plan.class_names,
+        counts=counts,
+        fitted=fit["fitted"],
+        sample=fit["sample"],
+        raw_stats=fit["raw_stats"],
+        extended_stats=fit["stats"],
+        eval_rows=eval_rows,
+        model_fingerprint=plan.model_fingerprint,
+    )
+
+
+def check_run(summary: Mapping[str, Any], max_lf_failure_rate: float) -> None:
+    """Raises ``ValueError`` when the run must not be committed.
+
+    Checks that every input row is accounted for and that no LF failed on more than
+    ``max_lf_failure_rate`` of the documents.
+    """
+    rows = summary["rows"]
+    if not rows["accounted"]:
+        raise ValueError(
+            f"row accounting failed: {rows['input']} input rows but {rows['labelled']} labelled + "
+            f"{rows['dead_letter']} dead-lettered; this is a bug, please report it"
+        )
+    documents = max(rows["documents"], 1)
+    failing = [
+        (lf["lf"], lf["failures"] / documents)
+        for lf in summary["lfs"]
+        if lf["failures"] / documents > max_lf_failure_rate
+    ]
+    if failing:
+        described = ", ".join(f"{name!r} on {rate:.1%} of rows" for name, rate in failing)
+        raise ValueError(
+            f"LF failures above --max_lf_failure_rate={max_lf_failure_rate}: {described}; see "
+            "the lf_exception samples in the dead letter, fix the LF, or raise the limit"
+        )
+
+
+def commit(paths: Sequence[str], summary: Mapping[str, Any], plan: "RunPlan") -> str:
+    """Checks the run, then moves the staged files into ``--output`` and writes ``_SUCCESS``."""
+    check_run(summary, plan.options.max_lf_failure_rate)
+    staging, output = plan.staging_dir, plan.options.output
+    relative = [path[len(staging) :].lstrip("/") for path in paths]
+    remove_stale_outputs(output, OUTPUT_SUBDIRECTORIES)
+    move_into_place(staging, output, relative)
+    FileSystems.delete([staging])
+    write_file(FileSystems.join(output, SUCCESS_FILE), b"")
+    return output
+
+
+def write_outputs(
+    plan: "RunPlan",
+    *,
+    docs: beam.PCollection,
+    labels: beam.PCollection,
+    dead_letters: beam.PCollection,
+    lf_failures: beam.PCollection,
+    fit: Mapping[str, beam.PCollection],
+) -> beam.PCollection:
+    """Writes every output to staging, summarises, and commits; returns the output path."""
+    pipeline = labels.pipeline
+    staging = plan.staging_dir
+    label_paths = labels | "WriteLabels" >> WriteSortedShards(
+        directory=FileSystems.join(staging, "labels"),
+        prefix="part",
+        suffix="parquet",
+        num_shards=plan.options.num_shards,
+        serialise=lambda rows: parquet_bytes(rows, labels_schema(plan.class_names)),
+        sort_key=lambda row: row["id"],
+        shard_key=lambda row: row["id"],
+    )
+    dead_rows = dead_letters | "DeadLetterRows" >> beam.Map(DeadLetter.to_dict)
+    dead_paths = dead_rows | "WriteDeadLetters" >> WriteSortedShards(
+        directory=FileSystems.join(staging, "errors"),
+        prefix="dead_letter",
+        suffix="jsonl",
+        num_shards=1,
+        serialise=jsonl_bytes,
+        sort_key=_dead_letter_sort_key,
+        shard_key=lambda row: row["doc_id"] or row["source"],
+    )
+    input_dead = dead_letters | "InputRowDeadLetters" >> beam.Filter(
+        lambda dead: dead.counts_as_input_row
+    )
+    singletons = {
+        "documents": docs | "CountDocuments" >> beam.combiners.Count.Globally(),
+        "labelled": labels | "CountLabels" >> beam.combiners.Count.Globally(),
+        "read_dead": input_dead
+        | "ReadDeadLetters" >> beam.Filter(lambda dead: dead.stage == "read")
+        | "CountReadDead" >> beam.combiners.Count.Globally(),
+        "dead_by_cause": input_dead
+        | "DeadCause" >> beam.Map(lambda dead: dead.counter_name)
+        | "CountByCause" >> beam.combiners.Count.PerElement()
+        | "DeadByCause" >> beam.combiners.ToList(),
+        "lf_failures": lf_failures
+        | "SumFailures" >> beam.CombinePerKey(sum)
+        | "FailuresList" >> beam.combiners.ToList(),
+        "eval_rows": labels
+        | "EvalRows" >> beam.Filter(lambda row: row["gold"] is not None)
+        | "GatherEvalRows" >> beam.combiners.ToList(),
+    }
+    side_inputs = {name: beam.pvalue.AsSingleton(pcoll) for name, pcoll in singletons.items()}
+    side_inputs.update(
+        {f"fit_{name}": beam.pvalue.AsSingleton(pcoll) for name, pcoll in fit.items()}
+    )
+    summary = (
+        pipeline
+        | "SummarySeed" >> beam.Create([None])
+        | "Summarise"
+        >> beam.Map(
+            lambda _, **values: _summarise(
+                plan,
+                fit={name[4:]: v for name, v in values.items() if name.startswith("fit_")},
+                **{name: v for name, v in values.items() if not name.startswith("fit_")},
+            ),
+            **side_inputs,
+        )
+    )
+    summary_path = summary | "WriteSummary" >> beam.Map(
+        lambda value: write_file(FileSystems.join(staging, "summary.json"), _json_bytes(value))
+    )
+    model_path = fit["fitted"] | "WriteModel" >> beam.Map(
+        lambda fitted: write_file(
+            FileSystems.join(staging, "model.json"), _json_bytes(fitted.to_dict())
+        )
+    )
+    return (
+        (label_paths, dead_paths, summary_path, model_path)
+        | "AllWritten" >> beam.Flatten()
+        | "GatherWritten" >> beam.combiners.ToList()
+        | "Commit"
+        >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary), plan=plan)
+    )

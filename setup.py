@@ -1,0 +1,39 @@
+"""epoxy-beam: weak labeling at corpus scale on Apache Beam."""
+
+import setuptools
+
+# The pins below were checked together on Python 3.11: scann 1.4.2 needs
+# TensorFlow 2.20.x, tensorflow_hub imports pkg_resources (setuptools < 81),
+# and Beam 2.77 bounds numpy < 2.5 and pyarrow < 26.
+INSTALL_REQUIRES = [
+    "apache-beam==2.77.*",
+    "numpy>=1.26,<2.5",
+    "pyarrow>=14,<26",
+    "scann==1.4.2",
+    "tensorflow~=2.20.0",
+    "tf-keras~=2.20.0",
+    "tensorflow-hub==0.16.1",
+    "tensorflow-text~=2.20.0",
+    "safetensors>=0.4",
+    "setuptools<81",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8"],
+    "dataflow": ["apache-beam[gcp]==2.77.*"],
+}
+
+setuptools.setup(
+    name="epoxy-beam",
+    version="0.1.0",
+    description="Weak labeling at corpus scale on Apache Beam (Epoxy extension + label model).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["epoxy-beam=pipelines.cli:main"]},
+    license="Apache-2.0",
+)

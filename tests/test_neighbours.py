@@ -1,0 +1,97 @@
+"""The ScaNN neighbour stage: plain functions, DoFns as objects, and the PTransform."""
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.neighbours import (
+    BuildIndexFn,
+    NeighbourConfig,
+    NeighbourGraph,
+    QueryIndexFn,
+    build_searcher,
+    load_index,
+    save_index,
+    search,
+)
+
+
+def _unit_vectors(n: int, d: int = 8, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _exact(vectors: np.ndarray, ids: list[str], k: int) -> dict[str, list[str]]:
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return {ids[i]: [ids[j] for j in order[i]] for i in range(len(ids))}
+
+
+def test_search_matches_exact_and_excludes_self(tmp_path):
+    vectors = _unit_vectors(60)
+    ids = [f"d{i:03d}" for i in range(60)]
+    config = NeighbourConfig(num_neighbours=5)
+    save_index(build_searcher(vectors, config), ids, str(tmp_path / "index"))
+    searcher, index_ids = load_index(str(tmp_path / "index"))
+    results = search(searcher, index_ids, ids, vectors, 5)
+    exact = _exact(vectors, ids, 5)
+    for doc_id, neighbours, sims in results:
+        assert doc_id not in neighbours
+        assert neighbours == exact[doc_id]
+        assert sims.dtype == np.float32 and np.all(np.diff(sims) <= 0)
+
+
+def test_tree_index_recall_on_clustered_data():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(20, 16))
+    vectors = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(
+        np.float32
+    )
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [str(i) for i in range(3000)]
+    config = NeighbourConfig(num_neighbours=10, brute_force_max_rows=100, leaves_to_search_share=0.2)
+    searcher = build_searcher(vectors, config)
+    results = search(searcher, np.asarray(ids), ids[:300], vectors[:300], 10)
+    exact = _exact(vectors, ids, 10)
+    recall = np.mean([len(set(nb) & set(exact[i])) / 10 for i, nb, _ in results])
+    assert recall >= 0.9
+
+
+def test_build_and_query_fns_as_plain_objects(tmp_path):
+    vectors = _unit_vectors(10)
+    rows = [(f"d{i}", vectors[i]) for i in range(10)]
+    index_dir = str(tmp_path / "idx")
+    (path,) = list(BuildIndexFn(index_dir, NeighbourConfig(num_neighbours=3)).process(rows[::-1]))
+    query = QueryIndexFn(NeighbourConfig(num_neighbours=3))
+    out = dict(query.process(rows[:4], path))
+    assert set(out) == {"d0", "d1", "d2", "d3"}
+    assert all(len(ids) == 3 and "d0" not in ids for ids, _ in [out["d0"]])
+
+
+def test_tiny_corpus_has_fewer_neighbours_than_k(tmp_path):
+    vectors = _unit_vectors(3)
+    ids = ["a", "b", "c"]
+    searcher = build_searcher(vectors, NeighbourConfig(num_neighbours=10))
+    results = search(searcher, np.asarray(ids), ids, vectors, 10)
+    assert [len(neighbours) for _, neighbours, _ in results] == [2, 2, 2]
+
+
+def test_config_rejects_zero_neighbours():
+    with pytest.raises(ValueError, match="num_neighbours=0"):
+        NeighbourConfig(num_neighbours=0)
+
+
+def test_neighbour_graph_transform_matches_exact(tmp_path):
+    vectors = _unit_vectors(40, seed=3)
+    ids = [f"doc{i}" for i in range(40)]
+    exact = _exact(vectors, ids, 4)
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        graph = (
+            pipeline
+            | beam.Create(list(zip(ids, vectors)))
+            | NeighbourGraph(str(tmp_path / "index"), NeighbourConfig(num_neighbours=4))
+            | beam.MapTuple(lambda doc_id, value: (doc_id, value[0]))
+        )
+        assert_that(graph, equal_to(sorted(exact.items())))

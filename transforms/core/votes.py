@@ -1,0 +1,228 @@
+"""Votes and labeling functions: the label-matrix conventions shared by every stage.
+
+Conventions follow Snorkel: ``ABSTAIN = -1``, classes ``0..k-1``, a label matrix is an
+``[n, m]`` integer array whose column ``j`` holds the votes of the ``j``-th LF of the LF set.
+
+>>> @labeling_function()
+... def lf_link(x):
+...     return 1 if "http" in x["text"] else ABSTAIN
+>>> lfs = validate_lfs([lf_link])
+>>> votes, failures = apply_lfs(lfs, {"id": "a", "text": "see http://x"}, cardinality=2)
+>>> votes.tolist(), failures
+([1], [])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+ABSTAIN: int = -1
+VOTE_DTYPE = np.int8
+
+Row = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelingFunction:
+    """A named function that votes a class in ``0..k-1`` or abstains (``-1``) on a row.
+
+    Compatible with Snorkel's ``LabelingFunction``: ``resources`` are passed as keyword
+    arguments, ``pre`` preprocessors map the row before ``f`` sees it.
+
+    Attributes:
+        name: Unique name of the LF; it names the column of its votes in every artifact.
+        f: The function ``f(row, **resources) -> int``.
+        resources: Keyword arguments passed to ``f`` on every call.
+        pre: Preprocessors applied to the row, in order, before ``f``.
+    """
+
+    name: str
+    f: Callable[..., int]
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pre: Sequence[Callable[[Row], Row]] = ()
+
+    def __call__(self, row: Row) -> int:
+        for preprocess in self.pre:
+            row = preprocess(row)
+        return self.f(row, **self.resources)
+
+
+def labeling_function(
+    name: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    pre: Sequence[Callable[[Row], Row]] | None = None,
+) -> Callable[[Callable[..., int]], LabelingFunction]:
+    """Decorator that turns a function into a :class:`LabelingFunction`.
+
+    Args:
+        name: The LF's name; defaults to the function's ``__name__``.
+        resources: Keyword arguments passed to the function on every call.
+        pre: Preprocessors applied to the row before the function.
+
+    Returns:
+        A decorator producing a :class:`LabelingFunction`.
+    """
+
+    def decorate(f: Callable[..., int]) -> LabelingFunction:
+        return LabelingFunction(
+            name=name or f.__name__, f=f, resources=dict(resources or {}), pre=tuple(pre or ())
+        )
+
+    return decorate
+
+
+def validate_lfs(lfs: Sequence[LabelingFunction]) -> tuple[LabelingFunction, ...]:
+    """Checks an LF set before any data is read.
+
+    Args:
+        lfs: The labeling functions, in column order.
+
+    Returns:
+        The LFs as a tuple.
+
+    Raises:
+        ValueError: if the set is empty, holds a non-LF, or repeats a name.
+
+    >>> validate_lfs([])
+    Traceback (most recent call last):
+    ...
+    ValueError: the LF set is empty: define at least one @labeling_function
+    """
+    lfs = tuple(lfs)
+    if not lfs:
+        raise ValueError("the LF set is empty: define at least one @labeling_function")
+    for lf in lfs:
+        if not isinstance(lf, LabelingFunction):
+            raise ValueError(
+                f"{lf!r} is not a LabelingFunction: wrap it with @labeling_function()"
+            )
+    seen: set[str] = set()
+    duplicates = sorted({lf.name for lf in lfs if lf.name in seen or seen.add(lf.name)})
+    if duplicates:
+        raise ValueError(
+            f"duplicate LF names {duplicates}: every LF needs a unique name "
+            "(pass name= to @labeling_function)"
+        )
+    return lfs
+
+
+@dataclasses.dataclass(frozen=True)
+class LFFailure:
+    """One LF that raised, or returned an invalid value, on one row.
+
+    Attributes:
+        lf_name: The failing LF.
+        cause: ``"exception"`` or ``"invalid_value"``.
+        message: The exception's type and message, or the invalid value.
+        traceback_head: The last lines of the traceback (empty for invalid values).
+    """
+
+    lf_name: str
+    cause: str
+    message: str
+    traceback_head: str = ""
+
+
+def check_vote(value: Any, cardinality: int) -> int | None:
+    """Returns ``value`` as an int vote if it is valid for ``cardinality``, else ``None``.
+
+    ``bool`` is rejected (``True`` is an int in Python, but never a meant class).
+
+    >>> check_vote(1, 2), check_vote(-1, 2), check_vote(2, 2), check_vote("1", 2)
+    (1, -1, None, None)
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    value = int(value)
+    if ABSTAIN <= value < cardinality:
+        return value
+    return None
+
+
+def apply_lfs(
+    lfs: Sequence[LabelingFunction], row: Row, cardinality: int
+) -> tuple[np.ndarray, list[LFFailure]]:
+    """Applies every LF to one row: the one per-row function behind every apply path.
+
+    An LF that raises, or returns anything but an int in ``-1..k-1``, abstains on this row and
+    is reported as a failure; it never stops the other LFs.
+
+    Args:
+        lfs: The LF set, in column order.
+        row: The document.
+        cardinality: The number of classes ``k``.
+
+    Returns:
+        ``(votes, failures)``: ``int8 [m]`` votes and the failures on this row.
+    """
+    votes = np.full(len(lfs), ABSTAIN, dtype=VOTE_DTYPE)
+    failures: list[LFFailure] = []
+    for j, lf in enumerate(lfs):
+        try:
+            value = lf(row)
+        except Exception as error:  # noqa: BLE001 - an LF is user code; any failure is routed.
+            failures.append(
+                LFFailure(
+                    lf_name=lf.name,
+                    cause="exception",
+                    message=f"{type(error).__name__}: {error}",
+                    traceback_head="".join(traceback.format_exception(error)[-3:])[-2000:],
+                )
+            )
+            continue
+        vote = check_vote(value, cardinality)
+        if vote is None:
+            failures.append(
+                LFFailure(
+                    lf_name=lf.name,
+                    cause="invalid_value",
+                    message=f"returned {value!r}; expected an int in -1..{cardinality - 1}",
+                )
+            )
+            continue
+        votes[j] = vote
+    return votes, failures
+
+
+def check_votes(values: Sequence[Any], num_lfs: int, cardinality: int) -> np.ndarray:
+    """Validates a precomputed vote list (one row of a votes column).
+
+    Args:
+        values: The row's votes, one per LF.
+        num_lfs: The expected number of LFs ``m``.
+        cardinality: The number of classes ``k``.
+
+    Returns:
+        The votes as ``int8 [m]``.
+
+    Raises:
+        ValueError: naming the bad value and the rule it broke.
+
+    >>> check_votes([1, -1, 0], 3, 2).tolist()
+    [1, -1, 0]
+    >>> check_votes([1, 5], 2, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: vote 5 at position 1 is out of range: votes must be ints in -1..1
+    """
+    if values is None or isinstance(values, (str, bytes)):
+        raise ValueError(f"votes {values!r} are not a list of ints")
+    values = list(values)
+    if len(values) != num_lfs:
+        raise ValueError(
+            f"vote list has {len(values)} entries; expected {num_lfs} (one per LF)"
+        )
+    votes = np.empty(num_lfs, dtype=VOTE_DTYPE)
+    for j, value in enumerate(values):
+        vote = check_vote(value, cardinality)
+        if vote is None:
+            raise ValueError(
+                f"vote {value!r} at position {j} is out of range: "
+                f"votes must be ints in -1..{cardinality - 1}"
+            )
+        votes[j] = vote
+    return votes

@@ -1,0 +1,148 @@
+"""Document-level joins: gold labels onto documents, and every stage's output into one record.
+
+Both are ``CoGroupByKey`` joins on the document id; neither uses a side input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from transforms.core.ids import stable_hash
+from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from transforms.extend import no_nearest_voters
+
+RECORDS_TAG = "records"
+SPLIT_CORPUS, SPLIT_TUNE, SPLIT_HOLDOUT = "corpus", "tune", "holdout"
+NO_GOLD = -1
+
+
+def is_holdout(doc_id: str, holdout_fraction: float) -> bool:
+    """Whether a dev row is held out from tuning: a stable hash of its id, not chance.
+
+    >>> is_holdout("a", 0.0), is_holdout("a", 0.9999)
+    (False, True)
+    """
+    return stable_hash("holdout:" + doc_id) / 2.0**64 < holdout_fraction
+
+
+def with_gold(doc: Mapping[str, Any], label: int | None, holdout_fraction: float) -> dict:
+    """A document with its split and labels set.
+
+    ``gold`` is the tuning label (``-1`` unless the row is a tuning row); ``eval_gold`` is the
+    known label of any dev row (``None`` otherwise), used only for reporting.
+    """
+    out = dict(doc)
+    out.pop("label", None)
+    if label is None:
+        out.update(split=SPLIT_CORPUS, gold=NO_GOLD, eval_gold=None)
+    elif is_holdout(doc["id"], holdout_fraction):
+        out.update(split=SPLIT_HOLDOUT, gold=NO_GOLD, eval_gold=int(label))
+    else:
+        out.update(split=SPLIT_TUNE, gold=int(label), eval_gold=int(label))
+    return out
+
+
+def merge_gold(
+    keyed: tuple[str, dict[str, list[dict]]], holdout_fraction: float
+) -> Iterator[dict]:
+    """Joined ``(id, {corpus, dev})`` → the document with its gold label, if any.
+
+    A dev row whose id is in the corpus labels that document; a dev row that is not becomes a
+    document of its own.
+    """
+    _, groups = keyed
+    dev = groups["dev"][0] if groups["dev"] else None
+    label = dev["label"] if dev is not None else None
+    if groups["corpus"]:
+        if dev is not None:
+            Metrics.counter(METRICS_NAMESPACE, "read/dev_rows_in_corpus").inc()
+        yield with_gold(groups["corpus"][0], label, holdout_fraction)
+    elif dev is not None:
+        yield with_gold(dev, label, holdout_fraction)
+
+
+class AttachGold(beam.PTransform):
+    """Corpus documents (+ optional labelled dev documents) → documents with split and gold."""
+
+    def __init__(self, dev_docs: beam.PCollection | None, holdout_fraction: float):
+        super().__init__()
+        self._dev_docs = dev_docs
+        self._holdout_fraction = holdout_fraction
+
+    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+        if self._dev_docs is None:
+            return docs | "NoGold" >> beam.Map(with_gold, None, self._holdout_fraction)
+        return (
+            {
+                "corpus": docs | "KeyCorpus" >> beam.Map(lambda doc: (doc["id"], doc)),
+                "dev": self._dev_docs | "KeyDev" >> beam.Map(lambda doc: (doc["id"], doc)),
+            }
+            | "JoinDev" >> beam.CoGroupByKey()
+            | "MergeGold" >> beam.FlatMap(merge_gold, self._holdout_fraction)
+        )
+
+
+def embed_input(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """``(id, text)``: what the embedder sees."""
+    return doc["id"], doc["text"]
+
+
+def join_record(
+    keyed: tuple[str, dict[str, list[Any]]], num_lfs: int
+) -> Iterator[Any]:
+    """Joins one document's stage outputs into a record (see :mod:`transforms.label`).
+
+    A document without votes was already dead-lettered by the apply stage (a bad vote list) and
+    is skipped; a document without an embedding goes to the dead letter here.
+    """
+    doc_id, groups = keyed
+    if not groups["docs"] or not groups["votes"]:
+        return
+    doc = groups["docs"][0]
+    if not groups["embeddings"]:
+        Metrics.counter(METRICS_NAMESPACE, "join/missing_embedding").inc()
+        yield beam.pvalue.TaggedOutput(
+            DEAD_LETTER_TAG,
+            DeadLetter.for_row(
+                stage="embed",
+                cause="missing_embedding",
+                message="the model returned no embedding for this document",
+                row={"id": doc_id, "text": doc["text"]},
+                source=str(doc.get("source", "")),
+                doc_id=doc_id,
+            ),
+        )
+        return
+    nn_sim, nn_vote = groups["nearest"][0] if groups["nearest"] else no_nearest_voters(num_lfs)
+    yield {
+        "id": doc_id,
+        "split": doc["split"],
+        "gold": doc["gold"],
+        "eval_gold": doc["eval_gold"],
+        "votes": groups["votes"][0],
+        "nn_sim": np.asarray(nn_sim, np.float32),
+        "nn_vote": np.asarray(nn_vote, np.int8),
+        "embedding": np.asarray(groups["embeddings"][0], np.float32),
+    }
+
+
+class JoinRecords(beam.PTransform):
+    """``{docs, votes, nearest, embeddings}`` keyed by id → tagged ``records`` and dead letter."""
+
+    def __init__(self, num_lfs: int):
+        super().__init__()
+        self._num_lfs = num_lfs
+
+    def expand(self, inputs: dict[str, beam.PCollection]) -> beam.pvalue.DoOutputsTuple:
+        return (
+            inputs
+            | "CoGroupById" >> beam.CoGroupByKey()
+            | "Join"
+            >> beam.FlatMap(join_record, self._num_lfs).with_outputs(
+                DEAD_LETTER_TAG, main=RECORDS_TAG
+            )
+        )

@@ -1,0 +1,220 @@
+"""The fit and label stages: thin Beam wrappers around :mod:`transforms.core.labeler`.
+
+Each document flows as a *record*: a dict with ``id``, ``split``, ``gold`` (tuning label or -1),
+``votes`` ``int8 [m]``, ``nn_sim`` ``float32 [m]``, ``nn_vote`` ``int8 [m]`` and ``embedding``
+``float32 [d]``. The fit runs the core's steps in the core's order (see
+:func:`transforms.core.labeler.fit_labeler`): a bounded sample → thresholds → statistics of the
+extended votes over the whole corpus (one CombineFn pass) → label model → end model. Only the
+sample, the thresholds, the statistics and the fitted labeler are singletons; all are small.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.core.extension import extend_votes
+from transforms.core.labeler import (
+    FitSample,
+    FittedLabeler,
+    LabelerConfig,
+    choose_thresholds,
+    fit_end_model,
+    fit_label_model,
+    label_batch,
+    sample_priority,
+    select_fit_sample,
+)
+from transforms.core.statistics import LabelStatistics
+from transforms.core.votes import ABSTAIN
+from transforms.statistics import BatchedArrayCombineFn
+
+Record = Mapping[str, Any]
+
+
+def fit_sample_from_records(records: Sequence[Record], sample_size: int) -> FitSample:
+    """Builds the :class:`FitSample` from candidate records (gold rows + smallest priorities).
+
+    The candidates are sorted by id first, so the sample does not depend on arrival order, and
+    the core's own :func:`select_fit_sample` makes the final choice.
+    """
+    unique = {record["id"]: record for record in records}
+    rows = [unique[doc_id] for doc_id in sorted(unique)]
+    if not rows:
+        raise ValueError("no document reached the fit: every input row was dead-lettered")
+    return select_fit_sample(
+        ids=np.array([row["id"] for row in rows], dtype=str),
+        votes=np.stack([row["votes"] for row in rows]),
+        nn_sim=np.stack([row["nn_sim"] for row in rows]),
+        nn_vote=np.stack([row["nn_vote"] for row in rows]),
+        embeddings=np.stack([row["embedding"] for row in rows]),
+        gold=np.array([row["gold"] for row in rows], dtype=np.int64),
+        sample_size=sample_size,
+    )
+
+
+def statistics_combine_fn(num_lfs: int, cardinality: int) -> BatchedArrayCombineFn:
+    """The CombineFn for :class:`LabelStatistics` of ``int8 [m]`` vote rows."""
+    return BatchedArrayCombineFn(functools.partial(LabelStatistics.empty, num_lfs, cardinality))
+
+
+def extend_record(record: Record, thresholds: np.ndarray) -> np.ndarray:
+    """One record's extended votes ``int8 [m]``."""
+    return extend_votes(
+        record["votes"][np.newaxis],
+        record["nn_sim"][np.newaxis],
+        record["nn_vote"][np.newaxis],
+        thresholds,
+    )[0]
+
+
+def assemble_labeler(
+    lf_names: Sequence[str],
+    config: LabelerConfig,
+    sample: FitSample,
+    thresholds: np.ndarray,
+    stats: LabelStatistics,
+) -> FittedLabeler:
+    """Fits the label model and end model: steps 4 and 5 of the core's fit, in its order."""
+    label_model = fit_label_model(stats, sample, thresholds, config)
+    end_model = fit_end_model(sample, thresholds, label_model, config)
+    return FittedLabeler(
+        lf_names=tuple(lf_names),
+        cardinality=config.cardinality,
+        thresholds=thresholds,
+        label_model=label_model,
+        end_model=end_model,
+        config=config,
+    )
+
+
+class FitLabeler(beam.PTransform):
+    """Records → tagged singletons ``sample``, ``thresholds``, ``stats``, ``raw_stats``, ``fitted``."""
+
+    def __init__(self, lf_names: Sequence[str], config: LabelerConfig):
+        super().__init__()
+        self._lf_names = tuple(lf_names)
+        self._config = config
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        config = self._config
+        m, k = len(self._lf_names), config.cardinality
+        gold_rows = records | "GoldRows" >> beam.Filter(lambda record: record["gold"] >= 0)
+        smallest = (
+            records
+            | "SampleByIdHash"
+            >> beam.combiners.Top.Of(
+                config.sample_size, key=lambda record: -sample_priority(record["id"])
+            )
+            | "SampleRows" >> beam.FlatMap(lambda rows: rows)
+        )
+        sample = (
+            (gold_rows, smallest)
+            | "SampleCandidates" >> beam.Flatten()
+            | "GatherSample" >> beam.combiners.ToList()
+            | "FitSample" >> beam.Map(fit_sample_from_records, config.sample_size)
+        )
+        thresholds = sample | "ChooseThresholds" >> beam.Map(choose_thresholds, config)
+        stats = (
+            records
+            | "Extend"
+            >> beam.Map(extend_record, thresholds=beam.pvalue.AsSingleton(thresholds))
+            | "ExtendedStatistics" >> beam.CombineGlobally(statistics_combine_fn(m, k))
+        )
+        raw_stats = (
+            records
+            | "RawVotes" >> beam.Map(lambda record: record["votes"])
+            | "RawStatistics" >> beam.CombineGlobally(statistics_combine_fn(m, k))
+        )
+        fitted = (
+            records.pipeline
+            | "FitSeed" >> beam.Create([None])
+            | "FitModels"
+            >> beam.Map(
+                lambda _, sample, thresholds, stats: assemble_labeler(
+                    self._lf_names, config, sample, thresholds, stats
+                ),
+                sample=beam.pvalue.AsSingleton(sample),
+                thresholds=beam.pvalue.AsSingleton(thresholds),
+                stats=beam.pvalue.AsSingleton(stats),
+            )
+        )
+        return {
+            "sample": sample,
+            "thresholds": thresholds,
+            "stats": stats,
+            "raw_stats": raw_stats,
+            "fitted": fitted,
+        }
+
+
+def label_rows(
+    fitted: FittedLabeler, records: Sequence[Record], class_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Labels records with :func:`label_batch` and renders the labels table's rows."""
+    votes = np.stack([record["votes"] for record in records])
+    embeddings = np.stack([record["embedding"] for record in records])
+    batch = label_batch(
+        fitted,
+        votes,
+        np.stack([record["nn_sim"] for record in records]),
+        np.stack([record["nn_vote"] for record in records]),
+        embeddings,
+    )
+    rows = []
+    for i, record in enumerate(records):
+        label = int(batch.label[i])
+        rows.append(
+            {
+                "id": record["id"],
+                "label": label,
+                "label_name": class_names[label] if label < len(class_names) else str(label),
+                "confidence": float(batch.probs[i, label]),
+                "probs": batch.probs[i].astype(np.float32).tolist(),
+                "covered": bool(batch.covered[i]),
+                "num_votes": int(np.sum(votes[i] != ABSTAIN)),
+                "num_votes_extended": int(np.sum(batch.extended_votes[i] != ABSTAIN)),
+                "votes": votes[i].tolist(),
+                "extended_votes": batch.extended_votes[i].tolist(),
+                "split": record["split"],
+                "gold": record.get("eval_gold"),
+            }
+        )
+    return rows
+
+
+class LabelDocumentsFn(beam.DoFn):
+    """Batches of records → label rows, with the fitted labeler as a side input."""
+
+    def __init__(self, class_names: Sequence[str]):
+        self._class_names = tuple(class_names)
+
+    def process(
+        self, records: Sequence[Record], fitted: FittedLabeler
+    ) -> Iterator[dict[str, Any]]:
+        yield from label_rows(fitted, records, self._class_names)
+
+
+class LabelDocuments(beam.PTransform):
+    """Records + the fitted labeler (singleton) → rows of the labels table."""
+
+    def __init__(self, fitted: beam.PCollection, class_names: Sequence[str], batch_size: int = 2048):
+        super().__init__()
+        self._fitted = fitted
+        self._class_names = class_names
+        self._batch_size = batch_size
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (
+            records
+            | "BatchRecords"
+            >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
+            | "Label"
+            >> beam.ParDo(
+                LabelDocumentsFn(self._class_names),
+                fitted=beam.pvalue.AsSingleton(self._fitted),
+            )
+        )
