@@ -75,9 +75,13 @@ class WeakLabelOptions:
         "Share of dev rows held out from tuning and used only to report metrics (by id hash).",
     )
     num_neighbours: int = _option(20, "Neighbours per document in the kNN graph.")
-    label_model: str = _option("auto", "Label model: auto, majority_vote, or a named model.")
+    label_model: str = _option(
+        "auto", "Label model: auto (triplet; majority vote below 3 LFs), triplet or majority_vote."
+    )
     thresholds: str = _option(
-        "auto", "Extension thresholds: auto (tuned on dev, default without), or a cosine in [0, 1]."
+        "auto",
+        "Extension thresholds: auto (per-LF similarity quantile, its level cross-validated on "
+        "tuning rows when there are enough), quantile (fixed level), or none.",
     )
     extension: bool = _option(True, "Extend LF votes to nearby documents (Epoxy).")
     end_model: bool = _option(
@@ -155,3 +159,20 @@ def parse_options(argv: Sequence[str] | None) -> tuple[WeakLabelOptions, list[st
     """
     known, beam_args = build_parser().parse_known_args(argv)
     return WeakLabelOptions(**vars(known)), beam_args
+
+
+def options_markdown_table() -> str:
+    """The README's options table, generated from :class:`WeakLabelOptions`.
+
+    >>> options_markdown_table().splitlines()[0]
+    '| option | default | description |'
+    """
+    lines = ["| option | default | description |", "|---|---|---|"]
+    for field in option_fields():
+        default = "(required)" if field.metadata["required"] else f"`{field.default!r}`"
+        lines.append(f"| `--{field.name}` | {default} | {field.metadata['help']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(options_markdown_table())

@@ -96,11 +96,13 @@ def lf_table(
     """One row per LF: Snorkel's LFAnalysis columns plus extension and failure figures."""
     n = max(raw.n, 1)
     gold = np.array([row["gold"] for row in eval_rows], dtype=np.int64)
-    votes = np.array([row["votes"] for row in eval_rows], dtype=np.int8).reshape(len(eval_rows), -1)
+    votes = np.array([row["votes"] for row in eval_rows], dtype=np.int8).reshape(
+        len(eval_rows), len(fitted.lf_names)
+    )
     rows = []
     for j, name in enumerate(fitted.lf_names):
-        voted = votes[:, j] != -1 if len(eval_rows) else np.zeros(0, bool)
-        correct = int(np.sum(votes[voted, j] == gold[voted])) if len(eval_rows) else 0
+        voted = votes[:, j] != -1
+        correct = int(np.sum(votes[voted, j] == gold[voted]))
         incorrect = int(np.sum(voted)) - correct
         threshold = float(fitted.thresholds[j])
         rows.append(
@@ -165,3 +167,21 @@ def build_summary(
         "lfs": lf_table(fitted, raw_stats, extended_stats, eval_rows, counts.lf_failures),
         "metrics": gold_metrics(eval_rows, fitted, baseline),
     }
+
+
+def format_summary(summary: Mapping[str, Any], output: str) -> str:
+    """A short human-readable digest of ``summary.json`` for the console."""
+    rows = summary["rows"]
+    coverage = summary["coverage"]
+    lines = [
+        f"epoxy-beam: {rows['labelled']} documents labelled, {rows['dead_letter']} rows in the "
+        f"dead letter ({', '.join(f'{k}: {v}' for k, v in rows['dead_letter_by_cause'].items()) or 'none'})",
+        f"  LF coverage: {coverage['before_extension']:.1%} of documents before extension, "
+        f"{coverage['after_extension']:.1%} after",
+    ]
+    for split, methods in summary["metrics"].items():
+        figures = ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in methods.items())
+        rows_in_split = next(iter(methods.values()))["rows"]
+        lines.append(f"  accuracy on {split} dev rows (n={rows_in_split}): {figures}")
+    lines.append(f"  outputs: {output}/labels/, {output}/errors/, {output}/summary.json")
+    return "\n".join(lines)

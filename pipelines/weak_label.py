@@ -11,6 +11,7 @@ vectors, the output is writable) and fails with a message that names the bad val
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import uuid
@@ -22,6 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import WeakLabelOptions, parse_options
 from pipelines.outputs import write_outputs
+from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs, VoteSource
 from transforms.core.labeler import LabelerConfig
 from transforms.dead_letter import DEAD_LETTER_TAG
@@ -34,7 +36,6 @@ from transforms.labeling_functions import LFSet, lf_names_for_votes, load_lf_set
 from transforms.models.fingerprint import model_fingerprint
 from transforms.neighbours import NeighbourConfig, NeighbourGraph
 
-LOGGER = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +276,8 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
     result = pipeline.run()
     if wait:
         result.wait_until_finish()
-        LOGGER.info("labels written to %s", options.output)
+        with FileSystems.open(FileSystems.join(options.output, "summary.json")) as handle:
+            print(format_summary(json.load(handle), options.output))
     return result
 
 

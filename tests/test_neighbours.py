@@ -7,6 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.neighbours import (
     BuildIndexFn,
+    LoadedIndex,
     NeighbourConfig,
     NeighbourGraph,
     QueryIndexFn,
@@ -33,9 +34,8 @@ def test_search_matches_exact_and_excludes_self(tmp_path):
     vectors = _unit_vectors(60)
     ids = [f"d{i:03d}" for i in range(60)]
     config = NeighbourConfig(num_neighbours=5)
-    save_index(build_searcher(vectors, config), ids, str(tmp_path / "index"))
-    searcher, index_ids = load_index(str(tmp_path / "index"))
-    results = search(searcher, index_ids, ids, vectors, 5)
+    save_index(build_searcher(vectors, config), ids, vectors, str(tmp_path / "index"))
+    results = search(load_index(str(tmp_path / "index")), ids, vectors, 5)
     exact = _exact(vectors, ids, 5)
     for doc_id, neighbours, sims in results:
         assert doc_id not in neighbours
@@ -52,8 +52,8 @@ def test_tree_index_recall_on_clustered_data():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [str(i) for i in range(3000)]
     config = NeighbourConfig(num_neighbours=10, brute_force_max_rows=100, leaves_to_search_share=0.2)
-    searcher = build_searcher(vectors, config)
-    results = search(searcher, np.asarray(ids), ids[:300], vectors[:300], 10)
+    index = LoadedIndex(build_searcher(vectors, config), np.asarray(ids), vectors)
+    results = search(index, ids[:300], vectors[:300], 10)
     exact = _exact(vectors, ids, 10)
     recall = np.mean([len(set(nb) & set(exact[i])) / 10 for i, nb, _ in results])
     assert recall >= 0.9
@@ -70,11 +70,23 @@ def test_build_and_query_fns_as_plain_objects(tmp_path):
     assert all(len(ids) == 3 and "d0" not in ids for ids, _ in [out["d0"]])
 
 
+def test_similarities_do_not_depend_on_the_query_batch(tmp_path):
+    vectors = _unit_vectors(200, d=32, seed=5)
+    ids = [f"d{i:03d}" for i in range(200)]
+    index = LoadedIndex(build_searcher(vectors, NeighbourConfig(num_neighbours=8)), np.asarray(ids), vectors)
+    together = search(index, ids, vectors, 8)
+    alone = [search(index, [ids[i]], vectors[i : i + 1], 8)[0] for i in range(0, 200, 17)]
+    for single in alone:
+        batched = together[ids.index(single[0])]
+        assert single[1] == batched[1]
+        assert single[2].tobytes() == batched[2].tobytes()
+
+
 def test_tiny_corpus_has_fewer_neighbours_than_k(tmp_path):
     vectors = _unit_vectors(3)
     ids = ["a", "b", "c"]
-    searcher = build_searcher(vectors, NeighbourConfig(num_neighbours=10))
-    results = search(searcher, np.asarray(ids), ids, vectors, 10)
+    index = LoadedIndex(build_searcher(vectors, NeighbourConfig(num_neighbours=10)), np.asarray(ids), vectors)
+    results = search(index, ids, vectors, 10)
     assert [len(neighbours) for _, neighbours, _ in results] == [2, 2, 2]
 
 

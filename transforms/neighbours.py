@@ -23,6 +23,7 @@ from apache_beam.utils import shared
 from transforms.dead_letter import METRICS_NAMESPACE
 
 INDEX_IDS_FILE = "ids.npy"
+INDEX_VECTORS_FILE = "vectors.npy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,23 +90,39 @@ def build_searcher(embeddings: np.ndarray, config: NeighbourConfig) -> Any:
     )
 
 
-def save_index(searcher: Any, ids: Sequence[str], index_dir: str) -> None:
-    """Serialises a searcher and its row ids to ``index_dir`` (local or ``gs://``)."""
+@dataclasses.dataclass(frozen=True)
+class LoadedIndex:
+    """A searcher with the id and vector of each indexed row.
+
+    The vectors re-score ScaNN's candidates exactly, so every similarity is a plain dot product
+    of two stored vectors: the same value whatever the query batch or the index type.
+    """
+
+    searcher: Any
+    ids: np.ndarray
+    vectors: np.ndarray
+
+
+def save_index(searcher: Any, ids: Sequence[str], vectors: np.ndarray, index_dir: str) -> None:
+    """Serialises a searcher, its row ids and vectors to ``index_dir`` (local or ``gs://``)."""
     with tempfile.TemporaryDirectory(prefix="epoxy-index-") as local:
         searcher.serialize(local, relative_path=True)
         np.save(os.path.join(local, INDEX_IDS_FILE), np.asarray(ids, dtype=str), allow_pickle=False)
+        np.save(os.path.join(local, INDEX_VECTORS_FILE), vectors.astype(np.float32), allow_pickle=False)
         _copy_dir(local, index_dir)
 
 
-def load_index(index_dir: str) -> tuple[Any, np.ndarray]:
-    """Loads a searcher and its row ids saved by :func:`save_index`."""
+def load_index(index_dir: str) -> LoadedIndex:
+    """Loads an index saved by :func:`save_index`."""
     import scann  # Deferred: ScaNN loads TensorFlow ops.
 
     local = tempfile.mkdtemp(prefix="epoxy-index-")
     _copy_dir(index_dir, local)
-    searcher = scann.scann_ops_pybind.load_searcher(local)
-    ids = np.load(os.path.join(local, INDEX_IDS_FILE), allow_pickle=False)
-    return searcher, ids
+    return LoadedIndex(
+        searcher=scann.scann_ops_pybind.load_searcher(local),
+        ids=np.load(os.path.join(local, INDEX_IDS_FILE), allow_pickle=False),
+        vectors=np.load(os.path.join(local, INDEX_VECTORS_FILE), allow_pickle=False),
+    )
 
 
 def _copy_dir(source: str, dest: str) -> None:
@@ -126,17 +143,15 @@ def _copy_dir(source: str, dest: str) -> None:
 
 
 def search(
-    searcher: Any,
-    index_ids: np.ndarray,
+    index: LoadedIndex,
     query_ids: Sequence[str],
     queries: np.ndarray,
     num_neighbours: int,
 ) -> list[tuple[str, list[str], np.ndarray]]:
-    """Queries a batch and drops each query's own id from its neighbours.
+    """Queries a batch, re-scores the candidates exactly and drops each query's own id.
 
     Args:
-        searcher: A ScaNN searcher built over the corpus.
-        index_ids: The id of each indexed row.
+        index: The loaded index.
         query_ids: The id of each query row.
         queries: ``float32 [b, d]`` query vectors.
         num_neighbours: Neighbours kept per query.
@@ -145,24 +160,25 @@ def search(
         One ``(id, neighbour_ids, sims)`` per query; ``sims`` is ``float32``, descending, ties
         broken by neighbour id.
     """
-    k = min(num_neighbours + 1, len(index_ids))
-    positions, scores = searcher.search_batched(
-        np.ascontiguousarray(queries, dtype=np.float32), final_num_neighbors=k
-    )
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(num_neighbours + 1, len(index.ids))
+    positions, _ = index.searcher.search_batched(queries, final_num_neighbors=k)
+    positions = np.asarray(positions, dtype=np.int64)
+    valid = positions >= 0
+    candidates = index.vectors[np.where(valid, positions, 0)].astype(np.float64)
+    exact = np.einsum("bd,bkd->bk", queries.astype(np.float64), candidates).astype(np.float32)
     results = []
-    for query_id, row_positions, row_scores in zip(query_ids, positions, scores):
-        pairs = [
-            (float(score), str(index_ids[position]))
-            for position, score in zip(row_positions, row_scores)
-            if position >= 0 and str(index_ids[position]) != query_id
-        ]
-        pairs.sort(key=lambda pair: (-pair[0], pair[1]))
-        pairs = pairs[:num_neighbours]
+    for query_id, row_positions, row_valid, row_sims in zip(query_ids, positions, valid, exact):
+        pairs = sorted(
+            (-float(sim), str(index.ids[position]))
+            for position, ok, sim in zip(row_positions, row_valid, row_sims)
+            if ok and str(index.ids[position]) != query_id
+        )[:num_neighbours]
         results.append(
             (
                 query_id,
                 [neighbour for _, neighbour in pairs],
-                np.asarray([score for score, _ in pairs], dtype=np.float32),
+                np.asarray([-negative for negative, _ in pairs], dtype=np.float32),
             )
         )
     return results
@@ -182,17 +198,9 @@ class BuildIndexFn(beam.DoFn):
         ids = [doc_id for doc_id, _ in rows]
         embeddings = np.stack([vector for _, vector in rows]).astype(np.float32)
         searcher = build_searcher(embeddings, self._config)
-        save_index(searcher, ids, self._index_dir)
+        save_index(searcher, ids, embeddings, self._index_dir)
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "neighbours/indexed_rows").inc(len(ids))
         yield self._index_dir
-
-
-class _LoadedIndex:
-    """A weakly-referenceable holder for a loaded index (what ``Shared`` caches)."""
-
-    def __init__(self, searcher: Any, ids: np.ndarray):
-        self.searcher = searcher
-        self.ids = ids
 
 
 class QueryIndexFn(beam.DoFn):
@@ -204,21 +212,19 @@ class QueryIndexFn(beam.DoFn):
     def __init__(self, config: NeighbourConfig):
         self._config = config
         self._shared = shared.Shared()
-        self._index: _LoadedIndex | None = None
+        self._index: LoadedIndex | None = None
         self._index_dir = ""
 
     def process(
         self, batch: list[tuple[str, np.ndarray]], index_dir: str
     ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]]]:
         if self._index is None or self._index_dir != index_dir:
-            self._index = self._shared.acquire(
-                lambda: _LoadedIndex(*load_index(index_dir)), tag=index_dir
-            )
+            self._index = self._shared.acquire(lambda: load_index(index_dir), tag=index_dir)
             self._index_dir = index_dir
         ids = [doc_id for doc_id, _ in batch]
         queries = np.stack([vector for _, vector in batch])
         for doc_id, neighbour_ids, sims in search(
-            self._index.searcher, self._index.ids, ids, queries, self._config.num_neighbours
+            self._index, ids, queries, self._config.num_neighbours
         ):
             yield doc_id, (neighbour_ids, sims)
 

@@ -1,0 +1,24 @@
+"""The ``epoxy-beam`` console script.
+
+``epoxy-beam [run] --input ... --output ...`` runs the weak-labeling job (see
+``epoxy-beam --help``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from pipelines import weak_label
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatches to the job; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "run":
+        args = args[1:]
+    return weak_label.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
