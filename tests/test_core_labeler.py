@@ -1,0 +1,104 @@
+"""The labeler: the in-memory fit equals the pipeline's step-by-step fit; label_batch."""
+
+import json
+
+import numpy as np
+import pytest
+
+from transforms.core.extension import extend_votes, nearest_voters
+from transforms.core.knn import exact_knn
+from transforms.core.labeler import (
+    FittedLabeler,
+    LabelerConfig,
+    choose_thresholds,
+    fit_end_model,
+    fit_label_model,
+    fit_labeler,
+    label_batch,
+    sample_priority,
+    select_fit_sample,
+)
+from transforms.core.statistics import LabelStatistics
+
+
+def _clustered_corpus(n=400, m=6, k=2, seed=0):
+    """Two clusters in embedding space; LFs cover 30% and are 80% accurate."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    centres = rng.normal(size=(k, 16)) * 3
+    x = (centres[y] + rng.normal(size=(n, 16))).astype(np.float32)
+    right = rng.random((n, m)) < 0.8
+    votes = np.where(rng.random((n, m)) < 0.3, np.where(right, y[:, None], (y[:, None] + 1) % k), -1).astype(np.int8)
+    idx, sims = exact_knn(x, 10)
+    nn_sim, nn_vote = nearest_voters(sims, votes[idx])
+    ids = np.array([f"doc-{i}" for i in range(n)])
+    gold = np.where(np.arange(n) < 60, y, -1)
+    return ids, votes, nn_sim, nn_vote, x, gold, y
+
+
+def test_fit_labeler_equals_the_pipeline_steps():
+    ids, votes, nn_sim, nn_vote, x, gold, _ = _clustered_corpus()
+    config = LabelerConfig(sample_size=200)
+    fitted = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, config)
+    sample = select_fit_sample(ids, votes, nn_sim, nn_vote, x, gold, config.sample_size)
+    thresholds = choose_thresholds(sample, config)
+    stats = LabelStatistics.empty(6, 2)
+    for part in np.array_split(np.arange(len(ids)), 7):  # the CombineFn sees arbitrary bundles
+        stats.add(extend_votes(votes[part], nn_sim[part], nn_vote[part], thresholds))
+    model = fit_label_model(stats, sample, thresholds, config)
+    end = fit_end_model(sample, thresholds, model, config)
+    np.testing.assert_array_equal(fitted.thresholds, thresholds)
+    np.testing.assert_allclose(fitted.label_model.weights, model.weights)
+    np.testing.assert_allclose(fitted.end_model.weights, end.weights)
+
+
+def test_sample_is_gold_plus_smallest_priorities():
+    ids, votes, nn_sim, nn_vote, x, gold, _ = _clustered_corpus()
+    sample = select_fit_sample(ids, votes, nn_sim, nn_vote, x, gold, 50)
+    smallest = sorted(ids, key=sample_priority)[:50]
+    assert set(sample.ids) == set(smallest) | set(ids[gold >= 0])
+    assert (sample.gold >= 0).sum() == 60
+
+
+def test_epoxy_improves_coverage_and_accuracy_on_clusters():
+    ids, votes, nn_sim, nn_vote, x, gold, y = _clustered_corpus()
+    plain = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig(extension=False, end_model=False))
+    epoxy = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig())
+    a = label_batch(plain, votes, nn_sim, nn_vote, x)
+    b = label_batch(epoxy, votes, nn_sim, nn_vote, x)
+    assert b.covered.mean() > a.covered.mean()
+    holdout = gold < 0
+    assert (b.label == y)[holdout].mean() > (a.label == y)[holdout].mean() + 0.05
+
+
+def test_label_batch_is_row_independent_and_serialisable():
+    ids, votes, nn_sim, nn_vote, x, gold, _ = _clustered_corpus()
+    fitted = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig())
+    whole = label_batch(fitted, votes, nn_sim, nn_vote, x)
+    part = label_batch(fitted, votes[:17], nn_sim[:17], nn_vote[:17], x[:17])
+    np.testing.assert_allclose(part.probs, whole.probs[:17], rtol=1e-5)
+    again = FittedLabeler.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    np.testing.assert_allclose(label_batch(again, votes, nn_sim, nn_vote, x).probs, whole.probs, rtol=1e-4, atol=1e-6)
+    assert whole.probs.dtype == np.float32 and whole.extended_votes.dtype == np.int8
+    np.testing.assert_allclose(whole.probs.sum(1), 1, rtol=1e-5)
+    assert (whole.label == whole.probs.argmax(1)).all()
+
+
+def test_without_gold_or_embeddings_uses_documented_defaults():
+    ids, votes, nn_sim, nn_vote, x, _, y = _clustered_corpus()
+    gold = np.full(len(ids), -1)
+    fitted = fit_labeler(ids, votes, nn_sim, nn_vote, None, gold, LabelerConfig())
+    assert fitted.end_model is None
+    assert np.isfinite(fitted.thresholds).all()
+    out = label_batch(fitted, votes, nn_sim, nn_vote, None)
+    assert (out.label == y)[out.covered].mean() > 0.75
+
+
+def test_config_errors_and_fallbacks():
+    with pytest.raises(ValueError, match="label_model='snorkle'"):
+        LabelerConfig(label_model="snorkle")
+    ids, votes, nn_sim, nn_vote, x, gold, _ = _clustered_corpus()
+    two = fit_labeler(ids, votes[:, :2], nn_sim[:, :2], nn_vote[:, :2], None, gold, LabelerConfig())
+    assert two.label_model.kind == "majority_vote"
+    with pytest.raises(ValueError, match="0 rows"):
+        fit_labeler(ids[:0], votes[:0], nn_sim[:0], nn_vote[:0], None, gold[:0], LabelerConfig())

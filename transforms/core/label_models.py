@@ -1,0 +1,355 @@
+"""Label models fitted in closed form from :class:`~transforms.core.statistics.LabelStatistics`.
+
+Every model is a table of per-LF log-weights ``W[j, c, y]`` (added to class ``y``'s score when
+LF ``j`` votes ``c``; an abstain adds nothing) plus a log class prior, so prediction is a
+vectorised weight lookup: ``score[y] = log π_y + Σ_j W[j, λ_j, y]``, ``probs = softmax(score)``.
+
+* ``majority_vote``: ``W = identity``; the posterior is uniform over the tied top classes.
+* ``triplet``: FlyingSquid's triplet method (Fu et al. 2020) in closed form. For binary tasks,
+  with ``λ, Y ∈ {-1, +1}`` and abstain = 0, conditional independence gives
+  ``E[λ_i λ_j] = a_i a_j`` with ``a_i = E[λ_i Y]``, hence
+  ``|a_i| = sqrt(|E[λ_i λ_j] E[λ_i λ_k] / E[λ_j λ_k]|)`` aggregated over all triplets (median or
+  mean). For ``k > 2`` the same is done on one-vs-rest indicators, one class at a time. The
+  accuracy of LF ``i`` given that it votes is ``(1 + a_i / p_i) / 2`` (``p_i`` its coverage), and
+  the naive-Bayes posterior with abstains uninformative is exact under the model.
+* Dev labels (rows with gold in the fit sample) refine the estimates by Dirichlet shrinkage:
+  ``P(Y | λ_j = c) = (gold counts + s · unsupervised estimate) / (gold votes + s)``, so an LF
+  with few gold-labelled votes keeps its unsupervised estimate.
+
+Degenerate inputs never give NaN: fewer than 3 LFs, an LF that never votes, or a triplet whose
+denominator is 0 fall back to ``default_accuracy`` (documented per function); ``n = 0`` raises.
+
+>>> from transforms.core.statistics import LabelStatistics
+>>> L = np.array([[1, 1, -1], [0, 1, 0], [-1, -1, -1], [0, 0, 0], [1, -1, 1]], np.int8)
+>>> mv = majority_vote_model(num_lfs=3, cardinality=2)
+>>> mv.predict_proba(L).tolist()
+[[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0]]
+>>> stats = LabelStatistics.empty(3, 2).add(L)
+>>> model = fit_triplet(stats)
+>>> model.predict_proba(L).argmax(axis=1).tolist()
+[1, 0, 0, 0, 1]
+>>> LabelModel.from_dict(model.to_dict()).predict_proba(L).round(4).tolist() == \\
+...     model.predict_proba(L).round(4).tolist()
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from transforms.core.statistics import LabelStatistics
+
+# Accuracy assumed for an LF whose accuracy cannot be estimated (Snorkel's prec_init is 0.7).
+DEFAULT_ACCURACY = 0.7
+# Estimated accuracies are clipped to this range (better than random, never certain).
+ACCURACY_RANGE = (0.5, 0.95)
+_ROWS_PER_CHUNK = 1 << 15
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelModel:
+    """A fitted label model: per-LF weight tables and a class prior.
+
+    Attributes:
+        kind: ``"majority_vote"`` or ``"triplet"``.
+        cardinality: ``k``.
+        class_balance: ``float64 [k]`` prior ``π``.
+        weights: ``float64 [m, k, k]``; ``W[j, c, y]`` is added to class ``y`` when LF ``j``
+            votes ``c``.
+        accuracies: ``float64 [m]`` estimated P(vote is correct | LF votes), for the analysis.
+        hard: If True (majority vote) the posterior is uniform over the top-scoring classes.
+    """
+
+    kind: str
+    cardinality: int
+    class_balance: np.ndarray
+    weights: np.ndarray
+    accuracies: np.ndarray
+    hard: bool = False
+
+    @property
+    def num_lfs(self) -> int:
+        """``m``."""
+        return int(self.weights.shape[0])
+
+    def scores(self, votes: np.ndarray) -> np.ndarray:
+        """Returns the unnormalised log-scores ``float64 [n, k]`` of a label matrix."""
+        votes = np.asarray(votes)
+        if votes.ndim != 2 or votes.shape[1] != self.num_lfs:
+            raise ValueError(
+                f"votes has shape {votes.shape}; this model was fitted on {self.num_lfs} LFs"
+            )
+        k = self.cardinality
+        prior = np.zeros(k) if self.hard else np.log(self.class_balance)
+        out = np.empty((votes.shape[0], k), np.float64)
+        tables = [self.weights[:, c, :].astype(np.float32) for c in range(k)]
+        for start in range(0, votes.shape[0], _ROWS_PER_CHUNK):
+            block = votes[start : start + _ROWS_PER_CHUNK]
+            acc = np.zeros((block.shape[0], k), np.float32)
+            for c in range(k):
+                acc += (block == c).astype(np.float32) @ tables[c]
+            out[start : start + _ROWS_PER_CHUNK] = acc + prior
+        return out
+
+    def predict_proba(self, votes: np.ndarray) -> np.ndarray:
+        """Returns the posterior ``float32 [n, k]`` for ``int [n, m]`` votes."""
+        s = self.scores(votes)
+        if self.hard:
+            top = np.isclose(s, s.max(axis=1, keepdims=True))
+            return (top / top.sum(axis=1, keepdims=True)).astype(np.float32)
+        s -= s.max(axis=1, keepdims=True)
+        p = np.exp(s)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-safe dict."""
+        return {
+            "kind": self.kind,
+            "cardinality": self.cardinality,
+            "class_balance": self.class_balance.tolist(),
+            "weights": self.weights.tolist(),
+            "accuracies": self.accuracies.tolist(),
+            "hard": self.hard,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LabelModel":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            kind=d["kind"],
+            cardinality=int(d["cardinality"]),
+            class_balance=np.asarray(d["class_balance"], np.float64),
+            weights=np.asarray(d["weights"], np.float64),
+            accuracies=np.asarray(d["accuracies"], np.float64),
+            hard=bool(d["hard"]),
+        )
+
+
+def majority_vote_model(num_lfs: int, cardinality: int) -> LabelModel:
+    """Returns the majority-vote baseline (ties, and rows without votes, are uniform)."""
+    weights = np.tile(np.eye(cardinality)[None], (num_lfs, 1, 1))
+    return LabelModel(
+        kind="majority_vote",
+        cardinality=cardinality,
+        class_balance=np.full(cardinality, 1.0 / cardinality),
+        weights=weights,
+        accuracies=np.full(num_lfs, np.nan),
+        hard=True,
+    )
+
+
+def one_vs_rest_moments(stats: LabelStatistics) -> tuple[np.ndarray, np.ndarray]:
+    """Second and first moments of the one-vs-rest indicators ``λ^c ∈ {-1, 0, +1}``.
+
+    Returns:
+        ``(second [k, m, m], first [k, m])``: ``E[λ_i^c λ_j^c]`` and ``E[λ_i^c]`` over all rows.
+        For ``k = 2`` both classes give the same second moment (the usual ±1 encoding).
+    """
+    n = max(stats.n, 1)
+    co = stats.co_votes.astype(np.float64)
+    second = np.empty((stats.cardinality, stats.num_lfs, stats.num_lfs))
+    first = np.empty((stats.cardinality, stats.num_lfs))
+    coverage = np.diagonal(co)
+    for c in range(stats.cardinality):
+        both = stats.class_agree[c].astype(np.float64)
+        i_c = stats.class_with[c].astype(np.float64)  # i votes c, j votes
+        j_c = i_c.T  # j votes c, i votes
+        neither = co - i_c - j_c + both
+        mixed = (i_c - both) + (j_c - both)
+        second[c] = (both + neither - mixed) / n
+        votes_c = np.diagonal(both)
+        first[c] = (2 * votes_c - coverage) / n
+    return second, first
+
+
+def triplet_signal(second: np.ndarray, aggregation: str = "median") -> np.ndarray:
+    """FlyingSquid's triplet estimate of ``|a_i| = |E[λ_i Y]|`` from ``E[λ_i λ_j]`` ``[m, m]``.
+
+    Triplets whose denominator is 0 are skipped; an LF with no usable triplet gets NaN (the
+    caller substitutes the default accuracy).
+
+    Args:
+        second: ``[m, m]`` second moments (the diagonal is ignored).
+        aggregation: ``"median"`` or ``"mean"`` over the triplets of each LF.
+
+    Returns:
+        ``float64 [m]``.
+
+    >>> a = np.array([0.8, 0.6, 0.4])
+    >>> triplet_signal(np.outer(a, a)).round(6).tolist()
+    [0.8, 0.6, 0.4]
+    """
+    if aggregation not in ("median", "mean"):
+        raise ValueError(f"aggregation={aggregation!r} is unknown: use 'median' or 'mean'")
+    m = second.shape[0]
+    out = np.full(m, np.nan)
+    eps = 1e-12
+    idx = np.arange(m)
+    for i in range(m):
+        others = idx[idx != i]
+        if others.size < 2:
+            continue
+        mi = second[i, others]
+        den = second[np.ix_(others, others)]
+        j, k = np.triu_indices(others.size, 1)
+        valid = np.abs(den[j, k]) > eps
+        if not valid.any():
+            continue
+        values = np.sqrt(np.abs(mi[j[valid]] * mi[k[valid]] / den[j[valid], k[valid]]))
+        out[i] = np.median(values) if aggregation == "median" else values.mean()
+    return out
+
+
+def triplet_accuracies(stats: LabelStatistics, aggregation: str = "median") -> np.ndarray:
+    """Per-LF, per-class one-vs-rest accuracies ``float64 [m, k]`` given that the LF votes.
+
+    ``accuracy[j, c]`` = P(λ_j^c = Y^c | LF j votes), clipped to :data:`ACCURACY_RANGE`;
+    :data:`DEFAULT_ACCURACY` where the triplets are undefined (fewer than 3 LFs, an LF that
+    never votes, no co-voting partners).
+    """
+    second, _ = one_vs_rest_moments(stats)
+    coverage = stats.coverage_counts / max(stats.n, 1)
+    acc = np.full((stats.num_lfs, stats.cardinality), DEFAULT_ACCURACY)
+    for c in range(stats.cardinality):
+        signal = triplet_signal(second[c], aggregation)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            estimate = 0.5 * (1 + signal / coverage)
+        ok = np.isfinite(estimate) & (coverage > 0)
+        acc[ok, c] = estimate[ok]
+    return np.clip(acc, *ACCURACY_RANGE)
+
+
+def estimate_class_balance(stats: LabelStatistics, accuracies: np.ndarray) -> np.ndarray:
+    """Estimates ``π`` from ``E[λ_j^c] = a_j^c (2π_c - 1)`` (median over LFs, per class).
+
+    Falls back to uniform for a class no LF informs; clipped to ``[0.02, 0.98]``, normalised.
+    """
+    _, first = one_vs_rest_moments(stats)
+    coverage = stats.coverage_counts / max(stats.n, 1)
+    k = stats.cardinality
+    pi = np.full(k, 1.0 / k)
+    for c in range(k):
+        signal = coverage * (2 * accuracies[:, c] - 1)
+        ok = (signal > 0.05 * coverage) & (coverage > 0)
+        if ok.any():
+            pi[c] = 0.5 * (1 + np.median(first[c, ok] / signal[ok]))
+    pi = np.clip(pi, 0.02, 0.98)
+    return pi / pi.sum()
+
+
+def precision_tables(accuracies: np.ndarray, class_balance: np.ndarray) -> np.ndarray:
+    """Turns one-vs-rest accuracies into ``P(Y = y | λ_j = c)`` ``[m, k, k]`` by Bayes' rule.
+
+    The mass not on ``y = c`` is spread over the other classes in proportion to ``π``.
+    """
+    m, k = accuracies.shape
+    pi = class_balance
+    prec = np.empty((m, k, k))
+    for c in range(k):
+        a = accuracies[:, c]
+        right = a * pi[c]
+        wrong = (1 - a) * (1 - pi[c])
+        p_c = right / (right + wrong)
+        rest = np.delete(pi, c)
+        spread = np.outer(1 - p_c, rest / rest.sum())
+        prec[:, c, :] = np.insert(spread, c, p_c, axis=1)
+    return prec
+
+
+def shrink_with_gold(
+    prec: np.ndarray, votes: np.ndarray, gold: np.ndarray, strength: float
+) -> np.ndarray:
+    """Dirichlet posterior mean of ``P(Y | λ_j = c)`` given gold-labelled rows.
+
+    Args:
+        prec: ``[m, k, k]`` prior (unsupervised) estimate.
+        votes: ``int [g, m]`` votes of the gold rows (extended, as the model will see them).
+        gold: ``int [g]`` their gold classes.
+        strength: Pseudo-count ``s`` of the prior; ``inf`` ignores the gold rows.
+    """
+    if not np.isfinite(strength) or votes.shape[0] == 0:
+        return prec
+    m, k, _ = prec.shape
+    counts = np.zeros((m, k, k))
+    for c in range(k):
+        for y in range(k):
+            counts[:, c, y] = ((votes == c) & (gold[:, None] == y)).sum(axis=0)
+    return (counts + strength * prec) / (counts.sum(axis=2, keepdims=True) + strength)
+
+
+def gold_class_balance(gold: np.ndarray, cardinality: int) -> np.ndarray:
+    """Class balance of gold labels with add-one smoothing."""
+    counts = np.bincount(gold, minlength=cardinality).astype(np.float64) + 1.0
+    return counts / counts.sum()
+
+
+def model_from_precision(
+    kind: str, prec: np.ndarray, class_balance: np.ndarray, accuracies: np.ndarray
+) -> LabelModel:
+    """Builds the naive-Bayes weight table ``W = log P(Y | λ_j = c) - log π``."""
+    floor = 1e-3
+    prec = np.clip(prec, floor, 1.0)
+    prec = prec / prec.sum(axis=2, keepdims=True)
+    weights = np.log(prec) - np.log(class_balance)[None, None, :]
+    return LabelModel(
+        kind=kind,
+        cardinality=prec.shape[1],
+        class_balance=class_balance,
+        weights=weights,
+        accuracies=accuracies,
+    )
+
+
+def fit_triplet(
+    stats: LabelStatistics,
+    *,
+    aggregation: str = "median",
+    class_balance: np.ndarray | None = None,
+    gold_votes: np.ndarray | None = None,
+    gold: np.ndarray | None = None,
+    gold_strength: float = 10.0,
+) -> LabelModel:
+    """Fits the triplet label model from statistics (and, optionally, gold-labelled rows).
+
+    Args:
+        stats: Statistics of the (extended) label matrix of the whole corpus.
+        aggregation: ``"median"`` (robust, default) or ``"mean"`` over triplets.
+        class_balance: ``[k]`` prior; ``None`` = from the gold rows if any, else estimated.
+        gold_votes: ``int [g, m]`` votes of gold-labelled rows, or ``None``.
+        gold: ``int [g]`` their labels.
+        gold_strength: Pseudo-count of the unsupervised estimate against gold votes.
+
+    Returns:
+        A :class:`LabelModel` of kind ``"triplet"``.
+
+    Raises:
+        ValueError: if ``stats.n == 0``.
+    """
+    if stats.n == 0:
+        raise ValueError("cannot fit a label model on 0 rows: the statistics are empty")
+    k = stats.cardinality
+    acc = triplet_accuracies(stats, aggregation)
+    has_gold = gold is not None and gold_votes is not None and len(gold) > 0
+    if class_balance is not None:
+        pi = np.asarray(class_balance, np.float64)
+        if pi.shape != (k,) or np.any(pi <= 0) or not np.isclose(pi.sum(), 1.0):
+            raise ValueError(
+                f"class_balance={pi.tolist()} is invalid: give {k} positive values summing to 1"
+            )
+    elif has_gold:
+        pi = gold_class_balance(np.asarray(gold), k)
+    else:
+        pi = estimate_class_balance(stats, acc)
+    prec = precision_tables(acc, pi)
+    if has_gold:
+        prec = shrink_with_gold(prec, np.asarray(gold_votes), np.asarray(gold), gold_strength)
+    counts = stats.class_counts.astype(np.float64)
+    voted = counts.sum(axis=1)
+    diag = np.einsum("jcc->jc", prec)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lf_acc = np.where(voted > 0, (counts * diag).sum(axis=1) / np.maximum(voted, 1), np.nan)
+    return model_from_precision("triplet", prec, pi, lf_acc)
+
