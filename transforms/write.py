@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -157,18 +156,3 @@ def remove_stale_outputs(output: str, subdirectories: Iterable[str]) -> None:
     existing = [path for path in paths if FileSystems.exists(path)]
     if existing:
         FileSystems.delete(existing)
-
-
-def array_to_list(values: np.ndarray) -> list:
-    """A numpy vector as a list of Python scalars (for Arrow).
-
-    >>> array_to_list(np.array([1, -1], np.int8))
-    [1, -1]
-    """
-    return values.tolist()
-
-
-def iter_rows(table_path: str) -> Iterator[dict[str, Any]]:
-    """Reads back a Parquet file written by this stage (tests, ``iterate``)."""
-    with FileSystems.open(table_path) as handle:
-        yield from pq.read_table(io.BytesIO(handle.read())).to_pylist()
