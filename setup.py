@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "tensorflow-hub==0.16.1",
     "tensorflow-text~=2.20.0",
     "safetensors>=0.4",
+    "matplotlib>=3.8,<4",
     "setuptools<81",
 ]
 

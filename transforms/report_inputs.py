@@ -1,0 +1,182 @@
+"""Beam side of the run report: small, bounded singletons gathered without collecting rows.
+
+* :class:`SelectExamples`: records + thresholds → per LF a few documents it voted on and a few it
+  gained by extension (an :class:`~transforms.core.diagnostics.ExampleReservoir`).
+* :class:`ConfidenceHistogramFn`: labels rows → a
+  :class:`~transforms.core.diagnostics.ConfidenceHistogram`.
+* :class:`ResolveExamples`: the examples + the documents → the examples with their texts and the
+  ids and texts of the neighbours their gained votes came from (a filter of the corpus by a
+  small side input of wanted ids and source hashes).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.core.diagnostics import (
+    NO_SOURCE,
+    ConfidenceHistogram,
+    ExampleReservoir,
+    source_hash,
+)
+from transforms.core.extension import extend_votes
+from transforms.statistics import BatchedArrayCombineFn
+
+EXAMPLES_PER_KIND = 3
+# Characters of each example text kept for the report.
+EXAMPLE_TEXT_CHARS = 400
+
+
+def example_row(record: Mapping[str, Any], thresholds: np.ndarray) -> tuple:
+    """``(id, votes, extended_votes, nn_sim, nn_source)`` of one record."""
+    votes = record["votes"]
+    extended = extend_votes(
+        votes[np.newaxis], record["nn_sim"][np.newaxis], record["nn_vote"][np.newaxis], thresholds
+    )[0]
+    source = record.get("nn_source")
+    if source is None:
+        source = np.full(votes.shape, NO_SOURCE, np.uint64)
+    return record["id"], votes, extended, record["nn_sim"], source
+
+
+class _PendingReservoir:
+    """A reservoir plus rows not yet offered to it (rows are offered in batches)."""
+
+    def __init__(self, per_kind: int):
+        self.reservoir = ExampleReservoir.empty(per_kind)
+        self.pending: list[tuple] = []
+
+    def flush(self) -> ExampleReservoir:
+        if self.pending:
+            ids, votes, extended, nn_sim, nn_source = zip(*self.pending)
+            self.reservoir.add(
+                list(ids), np.stack(votes), np.stack(extended), np.stack(nn_sim), np.stack(nn_source)
+            )
+            self.pending = []
+        return self.reservoir
+
+
+class ExampleCombineFn(beam.CombineFn):
+    """Combines :func:`example_row` tuples into an :class:`ExampleReservoir` (bounded)."""
+
+    def __init__(self, per_kind: int = EXAMPLES_PER_KIND, batch_size: int = 4096):
+        self._per_kind = per_kind
+        self._batch_size = batch_size
+
+    def create_accumulator(self) -> _PendingReservoir:
+        return _PendingReservoir(self._per_kind)
+
+    def add_input(self, pending: _PendingReservoir, row: tuple) -> _PendingReservoir:
+        pending.pending.append(row)
+        if len(pending.pending) >= self._batch_size:
+            pending.flush()
+        return pending
+
+    def merge_accumulators(self, accumulators: Iterable[_PendingReservoir]) -> _PendingReservoir:
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        merged.flush()
+        for other in accumulators:
+            merged.reservoir.merge(other.flush())
+        return merged
+
+    def compact(self, pending: _PendingReservoir) -> _PendingReservoir:
+        pending.flush()
+        return pending
+
+    def extract_output(self, pending: _PendingReservoir) -> list[dict[str, Any]]:
+        return pending.flush().to_list()
+
+
+class SelectExamples(beam.PTransform):
+    """Records + the thresholds singleton → the list of example entries (a singleton)."""
+
+    def __init__(self, thresholds: beam.PCollection, per_kind: int = EXAMPLES_PER_KIND):
+        super().__init__()
+        self._thresholds = thresholds
+        self._per_kind = per_kind
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (
+            records
+            | "ExampleRows"
+            >> beam.Map(example_row, thresholds=beam.pvalue.AsSingleton(self._thresholds))
+            | "ExampleReservoir" >> beam.CombineGlobally(ExampleCombineFn(self._per_kind))
+        )
+
+
+def histogram_row(label_row: Mapping[str, Any]) -> np.ndarray:
+    """``(confidence, label, covered)`` of one labels row."""
+    return np.array(
+        [label_row["confidence"], label_row["label"], float(label_row["covered"])], np.float64
+    )
+
+
+def confidence_histogram_fn(cardinality: int) -> BatchedArrayCombineFn:
+    """The CombineFn of a :class:`ConfidenceHistogram` over :func:`histogram_row` rows."""
+    return BatchedArrayCombineFn(functools.partial(ConfidenceHistogram.empty, cardinality))
+
+
+def wanted_documents(examples: Sequence[Mapping[str, Any]]) -> dict[str, frozenset]:
+    """The example ids and the source hashes of their gained votes."""
+    return {
+        "ids": frozenset(entry["id"] for entry in examples),
+        "sources": frozenset(
+            entry["source_hash"] for entry in examples if entry.get("source_hash", 0) != 0
+        ),
+    }
+
+
+def matching_texts(
+    doc: Mapping[str, Any], wanted: Mapping[str, frozenset]
+) -> Iterator[tuple[str, str, int]]:
+    """``(id, text, source_hash)`` of a wanted document (its text cut to the report's length)."""
+    doc_id = doc["id"]
+    source = int(source_hash(doc_id)) if wanted["sources"] else 0
+    if doc_id in wanted["ids"] or source in wanted["sources"]:
+        yield doc_id, str(doc["text"])[:EXAMPLE_TEXT_CHARS], source
+
+
+def attach_texts(
+    examples: Sequence[Mapping[str, Any]], texts: Sequence[tuple[str, str, int]]
+) -> list[dict[str, Any]]:
+    """The examples with ``text`` and, for gained votes, ``source_id`` and ``source_text``.
+
+    A source whose document is not found (e.g. dead-lettered after the graph was built) keeps
+    ``source_id = None``.
+    """
+    by_id = {doc_id: text for doc_id, text, _ in texts}
+    by_source = {source: (doc_id, text) for doc_id, text, source in sorted(texts)}
+    out = []
+    for entry in examples:
+        item = {key: value for key, value in entry.items() if key != "source_hash"}
+        item["text"] = by_id.get(entry["id"], "")
+        if "source_hash" in entry:
+            source_id, source_text = by_source.get(entry["source_hash"], (None, None))
+            item.update(source_id=source_id, source_text=source_text)
+        out.append(item)
+    return out
+
+
+class ResolveExamples(beam.PTransform):
+    """Documents + the examples singleton → the examples with texts (a singleton)."""
+
+    def __init__(self, examples: beam.PCollection):
+        super().__init__()
+        self._examples = examples
+
+    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+        wanted = self._examples | "WantedDocuments" >> beam.Map(wanted_documents)
+        texts = (
+            docs
+            | "MatchExampleDocs"
+            >> beam.FlatMap(matching_texts, wanted=beam.pvalue.AsSingleton(wanted))
+            | "GatherExampleTexts" >> beam.combiners.ToList()
+        )
+        return self._examples | "AttachTexts" >> beam.Map(
+            attach_texts, texts=beam.pvalue.AsSingleton(texts)
+        )
