@@ -16,6 +16,8 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
+from apache_beam.io.filesystems import FileSystems
+
 from transforms.core.votes import LabelingFunction, validate_lfs
 
 
@@ -57,14 +59,15 @@ def load_lf_set(spec: str) -> LFSet:
         ValueError: if the file does not exist, does not import, or defines no LF, naming
             ``spec`` and the fix.
     """
-    if spec.endswith(".py") or os.sep in spec:
-        if not os.path.isfile(spec):
+    if spec.endswith(".py") or "/" in spec:
+        if not FileSystems.exists(spec) or ("://" not in spec and not os.path.isfile(spec)):
             raise ValueError(
-                f"--labeling_functions file {spec!r} does not exist: pass the path of a .py "
-                "file that defines @labeling_function LFs, or an importable module name"
+                f"--labeling_functions file {spec!r} does not exist: pass the path (local or "
+                "gs://) of a .py file that defines @labeling_function LFs, or an importable "
+                "module name"
             )
-        with open(spec, encoding="utf-8") as handle:
-            return load_lf_set_from_source(handle.read(), spec)
+        with FileSystems.open(spec) as handle:
+            return load_lf_set_from_source(handle.read().decode("utf-8"), spec)
     try:
         module = importlib.import_module(spec)
     except Exception as error:  # noqa: BLE001 - user code: any failure becomes a clear error.
