@@ -22,6 +22,13 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8"],
     "dataflow": ["apache-beam[gcp]==2.77.*"],
+    # The DagBag import test (tests/test_airflow_dag.py); Airflow recommends its own
+    # environment with its constraints file, see docs in README "Run nightly".
+    "airflow": [
+        "apache-airflow>=2.9,<3",
+        "apache-airflow-providers-google>=22",
+        "apache-airflow-providers-apache-beam>=6",
+    ],
 }
 
 setuptools.setup(
