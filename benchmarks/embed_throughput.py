@@ -13,7 +13,7 @@ peak float32 FLOP/s of a large matmul measured on the same cores (best of TF and
 Usage::
 
     python benchmarks/embed_throughput.py --data /work/shared/data/trec --data /work/shared/data/youtube \\
-        [--model models/all-MiniLM-L6-v2] [--batch-size 32] [--limit 2000] [--repeats 3] [--json OUT]
+        [--model models/all-MiniLM-L6-v2] [--batch-size 16] [--limit 2000] [--repeats 3] [--json OUT]
 
 Without ``sentence-transformers`` installed the reference figures are printed as absent and
 written as null.
@@ -96,12 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", action="append", required=True, help="WRENCH dataset dir (repeatable)")
     parser.add_argument("--model", default="models/all-MiniLM-L6-v2", help="SavedModel dir (built if absent)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per model call, both engines")
     parser.add_argument("--limit", type=int, default=2000, help="texts per dataset")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="write the headline figures here")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     build_minilm(args.model)
     model = load_text_model(args.model)
     config = BertConfig.from_model_dir(default_source_dir())
@@ -176,12 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "texts": total_texts,
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "cpu_count": os.cpu_count(),
+        "load_average_1m_start": load_before,
+        "load_average_1m_end": os.getloadavg()[0],
     }
     if reference:
         import torch
 
         headline["torch_threads"] = torch.get_num_threads()
     print(f"peak: {peak / 1e9:.1f} GFLOP/s ({how}); TF encoder achieves {share:.1%} of it")
+    print(f"1-minute load average: {load_before:.1f} at start, {headline['load_average_1m_end']:.1f} at end "
+          f"({os.cpu_count()} CPUs; other processes share them, hence the interleaved runs)")
     print(json.dumps(headline, indent=2))
     print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
     if args.json:

@@ -1,7 +1,8 @@
 """The ``epoxy-beam`` console script.
 
 ``epoxy-beam [run] --input ... --output ...`` runs the weak-labeling job (see
-``epoxy-beam --help``).
+``epoxy-beam --help``); ``epoxy-beam iterate --cache_dir ... --labeling_functions ...`` relabels
+from the artifacts cache after an LF edit (see :mod:`pipelines.iterate`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from pipelines import weak_label
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatches to the job; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "iterate":
+        from pipelines import iterate  # Deferred: only the sub-command needs it.
+
+        return iterate.main(args[1:])
     if args and args[0] == "run":
         args = args[1:]
     return weak_label.main(args)

@@ -5,6 +5,7 @@ Layout under ``--output``::
     labels/part-00000-of-00001.parquet   one row per labelled document, sorted by id
     errors/dead_letter-00000-of-00001.jsonl   every rejected row, with stage, cause and message
     summary.json                          counts, per-LF table, metrics (schema in README.md)
+    report.html                           the run report: one self-contained page with plots
     model.json                            the fitted labeler (thresholds, label model, end model)
     _SUCCESS                              written last, by the commit step
 """
@@ -13,13 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
 
+from pipelines.report import render_report
 from pipelines.summary import RunCounts, build_summary
 from transforms.dead_letter import DeadLetter
+from transforms.report_inputs import ResolveExamples, confidence_histogram_fn, histogram_row
 from transforms.write import (
     SUCCESS_FILE,
     WriteSortedShards,
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from pipelines.weak_label import RunPlan
 
 OUTPUT_SUBDIRECTORIES = ("labels", "errors")
+SUMMARY_FAILURE_SAMPLES = 5  # failing row ids per LF in summary.json (errors/ holds up to 20)
 
 
 def _dead_letter_sort_key(row: Mapping[str, Any]) -> tuple:
@@ -48,20 +54,25 @@ def _json_bytes(value: Any) -> bytes:
 def _summarise(
     plan: "RunPlan",
     *,
-    documents: int,
+    origins: list,
     labelled: int,
     dead_by_cause: list,
-    read_dead: int,
     lf_failures: list,
+    lf_failure_samples: list,
     eval_rows: list,
     fit: Mapping[str, Any],
+    confidence: Any = None,
+    examples: Sequence[Mapping[str, Any]] = (),
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     counts = RunCounts(
-        documents=documents,
+        documents_by_origin=dict(origins),
         labelled=labelled,
         dead_letters=dict(dead_by_cause),
-        read_dead_letters=read_dead,
         lf_failures=dict(lf_failures),
+        lf_failure_samples={
+            lf: sorted(ids)[:SUMMARY_FAILURE_SAMPLES] for lf, ids in lf_failure_samples
+        },
     )
     return build_summary(
         options=dataclasses.asdict(plan.options),
@@ -73,32 +84,45 @@ def _summarise(
         extended_stats=fit["stats"],
         eval_rows=eval_rows,
         model_fingerprint=plan.model_fingerprint,
+        confidence=confidence,
+        examples=examples,
+        run=run,
     )
+
+
+def _run_facts(runner: str, built_at: float) -> dict[str, Any]:
+    """What the report says about the run itself, measured when the summary is assembled."""
+    return {
+        "runner": runner,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built_at)),
+        "wall_seconds": round(time.time() - built_at, 3),
+    }
 
 
 def check_run(summary: Mapping[str, Any], max_lf_failure_rate: float) -> None:
     """Raises ``ValueError`` when the run must not be committed.
 
     Checks that every input row is accounted for and that no LF failed on more than
-    ``max_lf_failure_rate`` of the documents.
+    ``max_lf_failure_rate`` of the documents. Nothing is moved into ``--output`` when it raises.
     """
     rows = summary["rows"]
     if not rows["accounted"]:
         raise ValueError(
-            f"row accounting failed: {rows['input']} input rows but {rows['labelled']} labelled + "
-            f"{rows['dead_letter']} dead-lettered; this is a bug, please report it"
+            f"{rows['accounting']}; nothing was committed. This is a bug, please report it with "
+            "summary.json from the staging directory"
         )
     documents = max(rows["documents"], 1)
-    failing = [
-        (lf["lf"], lf["failures"] / documents)
-        for lf in summary["lfs"]
-        if lf["failures"] / documents > max_lf_failure_rate
-    ]
+    failing = [lf for lf in summary["lfs"] if lf["failures"] / documents > max_lf_failure_rate]
     if failing:
-        described = ", ".join(f"{name!r} on {rate:.1%} of rows" for name, rate in failing)
+        described = ", ".join(
+            f"{lf['lf']!r} failed on {lf['failures']} of {documents} documents "
+            f"({lf['failures'] / documents:.1%}; e.g. ids {lf['failure_sample_ids'][:3]})"
+            for lf in failing
+        )
         raise ValueError(
-            f"LF failures above --max_lf_failure_rate={max_lf_failure_rate}: {described}; see "
-            "the lf_exception samples in the dead letter, fix the LF, or raise the limit"
+            f"LF failures above --max_lf_failure_rate={max_lf_failure_rate}: {described}; "
+            "nothing was committed. See the lf_exception samples (traceback heads) in the staged "
+            "errors/, fix the LF, or raise --max_lf_failure_rate"
         )
 
 
@@ -126,6 +150,8 @@ def write_outputs(
     """Writes every output to staging, summarises, and commits; returns the output path."""
     pipeline = labels.pipeline
     staging = plan.staging_dir
+    runner = str(pipeline.options.view_as(StandardOptions).runner or "default")
+    built_at = time.time()
     label_paths = labels | "WriteLabels" >> WriteSortedShards(
         directory=FileSystems.join(staging, "labels"),
         prefix="part",
@@ -149,11 +175,16 @@ def write_outputs(
         lambda dead: dead.counts_as_input_row
     )
     singletons = {
-        "documents": docs | "CountDocuments" >> beam.combiners.Count.Globally(),
+        "origins": docs
+        | "DocumentOrigin" >> beam.Map(lambda doc: doc["origin"])
+        | "CountByOrigin" >> beam.combiners.Count.PerElement()
+        | "DocumentsByOrigin" >> beam.combiners.ToList(),
         "labelled": labels | "CountLabels" >> beam.combiners.Count.Globally(),
-        "read_dead": input_dead
-        | "ReadDeadLetters" >> beam.Filter(lambda dead: dead.stage == "read")
-        | "CountReadDead" >> beam.combiners.Count.Globally(),
+        "lf_failure_samples": dead_letters
+        | "LFFailureSamples" >> beam.Filter(lambda dead: bool(dead.lf))
+        | "SampleIds" >> beam.Map(lambda dead: (dead.lf, dead.doc_id))
+        | "SampleIdsPerLF" >> beam.GroupByKey()
+        | "SampleIdsList" >> beam.combiners.ToList(),
         "dead_by_cause": input_dead
         | "DeadCause" >> beam.Map(lambda dead: dead.counter_name)
         | "CountByCause" >> beam.combiners.Count.PerElement()
@@ -164,7 +195,13 @@ def write_outputs(
         "eval_rows": labels
         | "EvalRows" >> beam.Filter(lambda row: row["gold"] is not None)
         | "GatherEvalRows" >> beam.combiners.ToList(),
+        "confidence": labels
+        | "HistogramRows" >> beam.Map(histogram_row)
+        | "ConfidenceHistogram"
+        >> beam.CombineGlobally(confidence_histogram_fn(plan.cardinality)),
     }
+    if "examples" in fit:
+        singletons["examples"] = docs | "ResolveExamples" >> ResolveExamples(fit["examples"])
     side_inputs = {name: beam.pvalue.AsSingleton(pcoll) for name, pcoll in singletons.items()}
     side_inputs.update(
         {f"fit_{name}": beam.pvalue.AsSingleton(pcoll) for name, pcoll in fit.items()}
@@ -176,6 +213,7 @@ def write_outputs(
         >> beam.Map(
             lambda _, **values: _summarise(
                 plan,
+                run=_run_facts(runner, built_at),
                 fit={name[4:]: v for name, v in values.items() if name.startswith("fit_")},
                 **{name: v for name, v in values.items() if not name.startswith("fit_")},
             ),
@@ -185,13 +223,18 @@ def write_outputs(
     summary_path = summary | "WriteSummary" >> beam.Map(
         lambda value: write_file(FileSystems.join(staging, "summary.json"), _json_bytes(value))
     )
+    report_path = summary | "WriteReport" >> beam.Map(
+        lambda value: write_file(
+            FileSystems.join(staging, "report.html"), render_report(value).encode("utf-8")
+        )
+    )
     model_path = fit["fitted"] | "WriteModel" >> beam.Map(
         lambda fitted: write_file(
             FileSystems.join(staging, "model.json"), _json_bytes(fitted.to_dict())
         )
     )
     return (
-        (label_paths, dead_paths, summary_path, model_path)
+        (label_paths, dead_paths, summary_path, report_path, model_path)
         | "AllWritten" >> beam.Flatten()
         | "GatherWritten" >> beam.combiners.ToList()
         | "Commit"

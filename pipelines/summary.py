@@ -1,6 +1,7 @@
 """The run summary (``summary.json``): a pure function of the run's small singletons.
 
-Its schema is documented in README.md ("Outputs"); :data:`SUMMARY_SCHEMA_VERSION` changes with it.
+Its schema is documented in README.md ("Outputs", from docs/report.md);
+:data:`SUMMARY_SCHEMA_VERSION` changes with it.
 """
 
 from __future__ import annotations
@@ -10,48 +11,111 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from transforms.core.diagnostics import (
+    GAINED,
+    VOTED,
+    ConfidenceHistogram,
+    pairwise_overlap_conflict,
+    threshold_sweep,
+)
 from transforms.core.labeler import FitSample, FittedLabeler, fit_label_model
 from transforms.core.label_models import majority_vote_model
-from transforms.core.metrics import accuracy, macro_f1
+from transforms.core.metrics import accuracy, confusion_matrix, macro_f1
 from transforms.core.statistics import LabelStatistics
+from transforms.documents import ORIGIN_CORPUS, ORIGIN_DEV, ORIGIN_MERGED
+from transforms.io import read_stage
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class RunCounts:
     """Row accounting of one run.
 
+    Every row read ends in the labels or in the dead letter, except that a dev row whose id is a
+    corpus row's labels that document instead of adding one. The run is committed only when
+    ``labelled + dead_letter == input + dev_input - dev_rows_merged``.
+
     Attributes:
-        documents: Documents after reading, de-duplication and the dev join.
+        documents_by_origin: Documents after reading, de-duplication and the dev join, by
+            origin: ``corpus``, ``dev`` (a dev row not in the corpus) and ``corpus+dev`` (a
+            corpus row labelled by a dev row).
         labelled: Rows of the labels table.
-        dead_letters: ``{"<stage>/<cause>": rows}`` of dead-lettered input rows.
-        read_dead_letters: Of those, rows rejected while reading (never became documents).
+        dead_letters: ``{"<stage>/<cause>": rows}`` of dead-lettered input rows; stage ``read``
+            holds corpus rows and ``read_dev`` dev rows rejected while reading.
         lf_failures: ``{lf_name: rows the LF raised on or returned an invalid value for}``.
+        lf_failure_samples: ``{lf_name: ids}`` of the sampled failures, smallest first.
     """
 
-    documents: int
+    documents_by_origin: Mapping[str, int]
     labelled: int
     dead_letters: Mapping[str, int]
-    read_dead_letters: int
     lf_failures: Mapping[str, int]
+    lf_failure_samples: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+
+    def _read_dead_letters(self, split: str) -> int:
+        prefix = read_stage(split) + "/"
+        return sum(rows for name, rows in self.dead_letters.items() if name.startswith(prefix))
+
+    @property
+    def documents(self) -> int:
+        """Documents after reading, de-duplication and the dev join."""
+        return sum(self.documents_by_origin.values())
+
+    @property
+    def dev_rows_merged(self) -> int:
+        """Dev rows whose id is a corpus document's: they label it and add no document."""
+        return self.documents_by_origin.get(ORIGIN_MERGED, 0)
 
     @property
     def input_rows(self) -> int:
-        """Rows read: documents plus rows rejected while reading."""
-        return self.documents + self.read_dead_letters
+        """Corpus rows read: corpus documents plus corpus rows rejected while reading."""
+        corpus = self.documents_by_origin.get(ORIGIN_CORPUS, 0) + self.dev_rows_merged
+        return corpus + self._read_dead_letters("corpus")
+
+    @property
+    def dev_rows(self) -> int:
+        """Dev rows read: dev documents, merged dev rows and dev rows rejected while reading."""
+        dev = self.documents_by_origin.get(ORIGIN_DEV, 0) + self.dev_rows_merged
+        return dev + self._read_dead_letters("dev")
+
+    @property
+    def dead_letter_rows(self) -> int:
+        """Input rows in the dead letter (LF failure samples are not rows)."""
+        return int(sum(self.dead_letters.values()))
 
     @property
     def accounted(self) -> bool:
-        """Whether every input row is in the labels or the dead letter."""
-        return self.labelled + sum(self.dead_letters.values()) == self.input_rows
+        """Whether every row read is in the labels or the dead letter.
+
+        >>> RunCounts({"corpus": 8, "corpus+dev": 2, "dev": 1}, 10, {"read/empty_text": 1,
+        ...           "read_dev/duplicate_id": 1, "apply_lfs/bad_votes": 1}, {}).accounted
+        True
+        """
+        rows_read = self.input_rows + self.dev_rows - self.dev_rows_merged
+        return self.labelled + self.dead_letter_rows == rows_read
+
+    def accounting_line(self) -> str:
+        """The identity in words, for the console and the failure message."""
+        verdict = "every row accounted for" if self.accounted else "ROW ACCOUNTING FAILED"
+        line = (
+            f"{verdict}: {self.labelled} labelled + {self.dead_letter_rows} dead-lettered "
+            f"{'=' if self.accounted else '!='} {self.input_rows} corpus rows"
+        )
+        if self.dev_rows:
+            line += (
+                f" + {self.dev_rows} dev rows - {self.dev_rows_merged} dev rows merged into "
+                "corpus documents"
+            )
+        return line
 
 
-def _metrics(gold: np.ndarray, predicted: np.ndarray, cardinality: int) -> dict[str, float]:
+def _metrics(gold: np.ndarray, predicted: np.ndarray, cardinality: int) -> dict[str, Any]:
     return {
         "accuracy": accuracy(gold, predicted),
         "macro_f1": macro_f1(gold, predicted, cardinality),
         "rows": int(gold.size),
+        "confusion_matrix": confusion_matrix(gold, predicted, cardinality).tolist(),
     }
 
 
@@ -64,7 +128,8 @@ def gold_metrics(
 
     Methods: ``majority_vote`` (raw votes), ``label_model`` (the label model fitted without
     extension), ``label_model_extended`` (the fitted label model on extended votes) and
-    ``epoxy`` (the final labels).
+    ``epoxy`` (the final labels). Each has ``accuracy``, ``macro_f1``, ``rows`` and
+    ``confusion_matrix`` (``[k][k]``, row = gold class, column = predicted class).
     """
     k = fitted.cardinality
     mv = majority_vote_model(len(fitted.lf_names), k)
@@ -124,6 +189,29 @@ def lf_table(
     return rows
 
 
+def lf_pairs(fitted: FittedLabeler, raw: LabelStatistics) -> dict[str, Any]:
+    """The LF × LF ``overlap`` and ``conflict`` matrices (shares of all documents)."""
+    overlap, conflict = pairwise_overlap_conflict(raw)
+    return {
+        "lfs": list(fitted.lf_names),
+        "overlap": np.round(overlap, 6).tolist(),
+        "conflict": np.round(conflict, 6).tolist(),
+    }
+
+
+def examples_by_lf(
+    lf_names: Sequence[str], examples: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Groups example entries (``lf`` index, ``kind``, ...) as ``{lf_name: {voted, gained}}``."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {VOTED: [], GAINED: []} for name in lf_names
+    }
+    for entry in examples:
+        item = {key: value for key, value in entry.items() if key not in ("lf", "kind")}
+        out[lf_names[entry["lf"]]][entry["kind"]].append(item)
+    return out
+
+
 def build_summary(
     *,
     options: Mapping[str, Any],
@@ -135,8 +223,17 @@ def build_summary(
     extended_stats: LabelStatistics,
     eval_rows: Sequence[Mapping[str, Any]],
     model_fingerprint: str,
+    confidence: ConfidenceHistogram | None = None,
+    examples: Sequence[Mapping[str, Any]] = (),
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assembles ``summary.json``."""
+    """Assembles ``summary.json``.
+
+    Args:
+        confidence: The labels' confidence histogram, when gathered.
+        examples: Example entries with texts (see :mod:`transforms.report_inputs`).
+        run: Facts about the run itself (``runner``, ``wall_seconds``, ...), shown as given.
+    """
     no_extension = np.full(len(fitted.lf_names), np.inf, np.float32)
     baseline = fit_label_model(raw_stats, sample, no_extension, fitted.config)
     eval_rows = sorted(eval_rows, key=lambda row: row["id"])
@@ -144,14 +241,18 @@ def build_summary(
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "options": dict(options),
         "model_fingerprint": model_fingerprint,
+        "run": dict(run or {}),
         "class_names": list(class_names),
         "rows": {
             "input": counts.input_rows,
+            "dev_input": counts.dev_rows,
+            "dev_rows_merged": counts.dev_rows_merged,
             "documents": counts.documents,
             "labelled": counts.labelled,
-            "dead_letter": int(sum(counts.dead_letters.values())),
+            "dead_letter": counts.dead_letter_rows,
             "dead_letter_by_cause": dict(sorted(counts.dead_letters.items())),
             "accounted": counts.accounted,
+            "accounting": counts.accounting_line(),
             "covered": int(extended_stats.covered),
             "covered_before_extension": int(raw_stats.covered),
         },
@@ -164,8 +265,17 @@ def build_summary(
             "class_balance": fitted.label_model.class_balance.tolist(),
             "end_model": fitted.end_model is not None,
         },
-        "lfs": lf_table(fitted, raw_stats, extended_stats, eval_rows, counts.lf_failures),
+        "lfs": [
+            {**row, "failure_sample_ids": list(counts.lf_failure_samples.get(row["lf"], ()))}
+            for row in lf_table(fitted, raw_stats, extended_stats, eval_rows, counts.lf_failures)
+        ],
         "metrics": gold_metrics(eval_rows, fitted, baseline),
+        "lf_pairs": lf_pairs(fitted, raw_stats),
+        "threshold_sweep": threshold_sweep(sample, fitted.thresholds, fitted.config)
+        if fitted.config.extension
+        else None,
+        "confidence": None if confidence is None else confidence.to_dict(),
+        "examples": examples_by_lf(fitted.lf_names, examples),
     }
 
 
@@ -176,12 +286,19 @@ def format_summary(summary: Mapping[str, Any], output: str) -> str:
     lines = [
         f"epoxy-beam: {rows['labelled']} documents labelled, {rows['dead_letter']} rows in the "
         f"dead letter ({', '.join(f'{k}: {v}' for k, v in rows['dead_letter_by_cause'].items()) or 'none'})",
+        f"  {rows['accounting']}",
         f"  LF coverage: {coverage['before_extension']:.1%} of documents before extension, "
         f"{coverage['after_extension']:.1%} after",
     ]
+    failing = [f"{lf['lf']} {lf['failures']}" for lf in summary["lfs"] if lf["failures"]]
+    if failing:
+        lines.append(f"  LF failures (abstained there; samples in errors/): {', '.join(failing)}")
     for split, methods in summary["metrics"].items():
         figures = ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in methods.items())
         rows_in_split = next(iter(methods.values()))["rows"]
         lines.append(f"  accuracy on {split} dev rows (n={rows_in_split}): {figures}")
-    lines.append(f"  outputs: {output}/labels/, {output}/errors/, {output}/summary.json")
+    lines.append(
+        f"  outputs: {output}/labels/, {output}/errors/, {output}/summary.json, "
+        f"{output}/report.html"
+    )
     return "\n".join(lines)

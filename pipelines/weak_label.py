@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -25,16 +26,21 @@ from pipelines.options import WeakLabelOptions, parse_options
 from pipelines.outputs import write_outputs
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs, VoteSource
+from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache, WriteCache
+from transforms.core.artifacts import text_hash
 from transforms.core.labeler import LabelerConfig
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.documents import AttachGold, JoinRecords, embed_input
 from transforms.embed import EmbedConfig, EmbedTexts, preflight_model
 from transforms.extend import NearestVoters
 from transforms.io import DOCUMENTS_TAG, CorpusSource, ReadCorpus, preflight_source
+from transforms.knn_graph import NeighbourGraph
 from transforms.label import FitLabeler, LabelDocuments
 from transforms.labeling_functions import LFSet, lf_names_for_votes, load_lf_set
 from transforms.models.fingerprint import model_fingerprint
-from transforms.neighbours import NeighbourConfig, NeighbourGraph
+from transforms.neighbours import NeighbourConfig
+
+MAX_DEV_ROWS_CHECKED = 100_000  # dev rows read by preflight to check the label field
 
 
 
@@ -136,6 +142,7 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
             f"--holdout_fraction={options.holdout_fraction} must be in [0, 1): the share of dev "
             "rows kept out of tuning"
         )
+    _check_numbers(options)
     lf_set = load_lf_set(options.labeling_functions) if options.labeling_functions else None
     class_names = _class_names(options, lf_set)
     probe = RunPlan(options, lf_set, (), class_names, 0, "", "")
@@ -143,6 +150,7 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
     dev = probe.dev_source()
     if dev is not None:
         preflight_source(dev)
+        _check_dev_labels(dev, class_names)
     lf_names = tuple(lf_set.names if lf_set else ())
     if options.votes_field:
         width = _votes_width(probe.corpus_source(), options.votes_field)
@@ -166,12 +174,32 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
     )
 
 
-def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, ...]:
-    names = tuple(options.class_name_list) or (lf_set.class_names if lf_set else ())
-    if options.cardinality and names and len(names) != options.cardinality:
+def _check_numbers(options: WeakLabelOptions) -> None:
+    """Rejects numeric options outside their range, naming the option and the range."""
+    if not 0.0 <= options.max_lf_failure_rate <= 1.0:
         raise ValueError(
-            f"--cardinality={options.cardinality} but {len(names)} class names {list(names)}: "
-            "give one name per class, or drop --cardinality"
+            f"--max_lf_failure_rate={options.max_lf_failure_rate} must be in [0, 1]: the share of "
+            "documents an LF may fail on before the run fails"
+        )
+    for name in ("num_neighbours", "num_shards", "sample_size", "max_text_chars"):
+        if getattr(options, name) < 1:
+            raise ValueError(f"--{name}={getattr(options, name)} must be at least 1")
+
+
+def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, ...]:
+    file_names = lf_set.class_names if lf_set else ()
+    if options.class_name_list and file_names and tuple(options.class_name_list) != file_names:
+        raise ValueError(
+            f"--class_names {options.class_name_list} differ from CLASS_NAMES "
+            f"{list(file_names)} in --labeling_functions {lf_set.spec!r}: make them agree, or "
+            "drop --class_names"
+        )
+    names = tuple(options.class_name_list) or file_names
+    if options.cardinality and names and len(names) != options.cardinality:
+        origin = "--class_names" if options.class_name_list else f"CLASS_NAMES of {lf_set.spec!r}"
+        raise ValueError(
+            f"--cardinality={options.cardinality} but {origin} lists {len(names)} class names "
+            f"{list(names)}: give one name per class, or drop --cardinality"
         )
     if names:
         return names
@@ -181,11 +209,52 @@ def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, 
     return tuple(str(c) for c in range(cardinality))
 
 
+def _check_dev_labels(dev: CorpusSource, class_names: tuple[str, ...]) -> None:
+    """Reads the dev rows and fails when no row has the label field or a label is no class.
+
+    A label that is a class id or name outside ``class_names`` means the task's cardinality is
+    wrong, so the run stops here; a garbled label in one row (not a number or a name) is left to
+    the read stage, which dead-letters the row as ``bad_label``. At most
+    :data:`MAX_DEV_ROWS_CHECKED` rows are read.
+    """
+    from transforms.io import parse_file, parse_label
+
+    label_field = str(dev.label_field)
+    probe = dataclasses.replace(dev, label_field=None)
+    rows = labelled = 0
+    fields_seen: set[str] = set()
+    for path in preflight_source(probe):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for item in parse_file(path, stream, probe):
+                if not isinstance(item, dict):
+                    continue
+                rows += 1
+                fields_seen.update(item["fields"])
+                value = item["fields"].get(label_field)
+                labelled += value is not None
+                _, problem = parse_label(value, class_names)
+                numeric = isinstance(value, int) or str(value).strip().lstrip("-").isdigit()
+                if value is not None and problem and numeric:
+                    raise ValueError(
+                        f"--dev_input row {item['source']}: {label_field!r} = {value!r} is not one "
+                        f"of the {len(class_names)} classes {list(class_names)}: pass "
+                        "--cardinality / --class_names for every class, or fix the label"
+                    )
+                if rows >= MAX_DEV_ROWS_CHECKED:
+                    break
+    if rows and not labelled:
+        raise ValueError(
+            f"--dev_input {dev.pattern!r} has no value in field {label_field!r} in any of its "
+            f"{rows} rows (fields: {sorted(fields_seen)}): set --label_field to the gold label "
+            "column"
+        )
+
+
 def _votes_width(source: CorpusSource, votes_field: str) -> int:
     from transforms.io import parse_file
 
     for path in preflight_source(source):
-        with FileSystems.open(path) as stream:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
             for item in parse_file(path, stream, source):
                 if isinstance(item, dict) and votes_field in item["fields"]:
                     values = item["fields"][votes_field]
@@ -212,6 +281,32 @@ def _check_writable(directory: str) -> None:
         ) from None
 
 
+def cache_plan(plan: RunPlan, neighbour_config: NeighbourConfig) -> CachePlan | None:
+    """The ``--cache_dir`` entries usable by this run (``None`` without a cache)."""
+    if not plan.options.cache_dir:
+        return None
+    return CachePlan.resolve(
+        plan.options.cache_dir,
+        plan.run_id,
+        plan.model_fingerprint,
+        plan.embedding_dim,
+        neighbour_config,
+        plan.options.num_shards,
+    )
+
+
+def snapshot_metadata(plan: RunPlan) -> dict[str, Any]:
+    """What the ``iterate`` session needs besides the tables: options, LFs, classes, config."""
+    return {
+        "options": dataclasses.asdict(plan.options),
+        "lf_names": list(plan.lf_names),
+        "lf_spec": plan.lf_set.spec if plan.lf_set else "",
+        "lf_source": plan.lf_set.source if plan.lf_set else "",
+        "class_names": list(plan.class_names),
+        "labeler_config": dataclasses.asdict(plan.labeler_config()),
+    }
+
+
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     """Adds every stage of the job to ``pipeline``."""
     opts = plan.options
@@ -225,17 +320,28 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         dev_docs = dev_read[DOCUMENTS_TAG]
     docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, opts.holdout_fraction)
 
-    embeddings = (
-        docs
-        | "EmbedInput" >> beam.Map(embed_input)
-        | "Embed" >> EmbedTexts(EmbedConfig(model_path=opts.model))
-    )
-    neighbours = embeddings | "Neighbours" >> NeighbourGraph(
-        FileSystems.join(plan.staging_dir, "index"),
-        NeighbourConfig(num_neighbours=opts.num_neighbours),
-    )
+    texts = docs | "EmbedInput" >> beam.Map(embed_input)
+    neighbour_config = NeighbourConfig(num_neighbours=opts.num_neighbours)
+    cache = cache_plan(plan, neighbour_config)
+    if cache is None:
+        embeddings = texts | "Embed" >> EmbedTexts(EmbedConfig(model_path=opts.model))
+        neighbours = embeddings | "Neighbours" >> NeighbourGraph(neighbour_config)
+    else:
+        embedded = texts | "EmbedWithCache" >> EmbedWithCache(EmbedConfig(model_path=opts.model), cache)
+        embeddings = embedded["embeddings"]
+        hashes = texts | "TextHashes" >> beam.MapTuple(lambda doc_id, text: (doc_id, text_hash(text)))
+        neighbours = {"embeddings": embeddings, "hashes": hashes} | "NeighboursWithCache" >> GraphWithCache(cache)
     applied = docs | "ApplyLFs" >> ApplyLFs(plan.vote_source())
     dead_letters.append(applied[DEAD_LETTER_TAG])
+    if cache is not None:
+        _ = {
+            "new": embedded["new"],
+            "hits": embedded["hits"],
+            "embedded": embedded["embedded"],
+            "graph": neighbours,
+            "docs": docs,
+            "votes": applied[VOTES_TAG],
+        } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
     joined = {
         "docs": docs | "KeyDocs" >> beam.Map(lambda doc: (doc["id"], doc)),

@@ -5,17 +5,8 @@ import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.neighbours import (
-    BuildIndexFn,
-    LoadedIndex,
-    NeighbourConfig,
-    NeighbourGraph,
-    QueryIndexFn,
-    build_searcher,
-    load_index,
-    save_index,
-    search,
-)
+from transforms.knn_graph import NeighbourGraph
+from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search, search_group
 
 
 def _unit_vectors(n: int, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -30,12 +21,11 @@ def _exact(vectors: np.ndarray, ids: list[str], k: int) -> dict[str, list[str]]:
     return {ids[i]: [ids[j] for j in order[i]] for i in range(len(ids))}
 
 
-def test_search_matches_exact_and_excludes_self(tmp_path):
+def test_search_matches_exact_and_excludes_self():
     vectors = _unit_vectors(60)
     ids = [f"d{i:03d}" for i in range(60)]
     config = NeighbourConfig(num_neighbours=5)
-    save_index(build_searcher(vectors, config), ids, vectors, str(tmp_path / "index"))
-    results = search(load_index(str(tmp_path / "index")), ids, vectors, 5)
+    results = search(LoadedIndex.build(ids[::-1], vectors[::-1], config), ids, vectors, 5)
     exact = _exact(vectors, ids, 5)
     for doc_id, neighbours, sims in results:
         assert doc_id not in neighbours
@@ -59,15 +49,14 @@ def test_tree_index_recall_on_clustered_data():
     assert recall >= 0.9
 
 
-def test_build_and_query_fns_as_plain_objects(tmp_path):
+def test_search_group_queries_a_subset_and_handles_no_data():
     vectors = _unit_vectors(10)
     rows = [(f"d{i}", vectors[i]) for i in range(10)]
-    index_dir = str(tmp_path / "idx")
-    (path,) = list(BuildIndexFn(index_dir, NeighbourConfig(num_neighbours=3)).process(rows[::-1]))
-    query = QueryIndexFn(NeighbourConfig(num_neighbours=3))
-    out = dict(query.process(rows[:4], path))
+    out = {q: ids for q, ids, _ in search_group(rows[::-1], rows[:4], NeighbourConfig(num_neighbours=3))}
     assert set(out) == {"d0", "d1", "d2", "d3"}
-    assert all(len(ids) == 3 and "d0" not in ids for ids, _ in [out["d0"]])
+    assert len(out["d0"]) == 3 and "d0" not in out["d0"]
+    empty = search_group([], rows[:2], NeighbourConfig(num_neighbours=3))
+    assert [(q, ids) for q, ids, _ in empty] == [("d0", []), ("d1", [])]
 
 
 def test_similarities_do_not_depend_on_the_query_batch(tmp_path):
@@ -103,7 +92,7 @@ def test_neighbour_graph_transform_matches_exact(tmp_path):
         graph = (
             pipeline
             | beam.Create(list(zip(ids, vectors)))
-            | NeighbourGraph(str(tmp_path / "index"), NeighbourConfig(num_neighbours=4))
+            | NeighbourGraph(NeighbourConfig(num_neighbours=4))
             | beam.MapTuple(lambda doc_id, value: (doc_id, value[0]))
         )
         assert_that(graph, equal_to(sorted(exact.items())))

@@ -124,7 +124,8 @@ def test_two_runs_write_identical_labels(corpus_files, tiny_model, tmp_path):
         ({"--labeling_functions": "/nonexistent/lfs.py"}, "does not exist"),
         ({"--model": "/nonexistent/model"}, "embedding model '/nonexistent/model'"),
         ({"--holdout_fraction": "1.5"}, "holdout_fraction=1.5"),
-        ({"--class_names": "A,B,C", "--cardinality": "2"}, "--cardinality=2"),
+        ({"--cardinality": "3"}, "--cardinality=3"),
+        ({"--class_names": "A,B,C"}, "differ from CLASS_NAMES"),
     ],
 )
 def test_preflight_names_the_bad_value(corpus_files, tiny_model, tmp_path, change, message):

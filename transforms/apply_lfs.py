@@ -2,8 +2,10 @@
 
 LFs are never pickled: the DoFn carries the LF file's source text (or module name) and re-creates
 the LF set in ``setup()``. An LF that raises or returns an invalid value abstains on that row; the
-failure is counted per LF and sampled to the ``lf_failures`` output. A row whose precomputed vote
-list is invalid goes to the dead letter.
+failure is counted per LF (``lf_failures`` output, Beam counter ``lf_failures/<lf>``) and the
+failures with the smallest document ids, at most ``max_failure_samples_per_lf`` per LF, go to the
+dead letter with their traceback head (chosen by id, so the sample does not depend on bundling).
+A row whose precomputed vote list is invalid goes to the dead letter.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core.document import lf_row
 from transforms.core.votes import LabelingFunction, apply_lfs, check_votes
-from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, render_payload
 from transforms.labeling_functions import LFSet, load_lf_set, load_lf_set_from_source
 
 LF_FAILURES_TAG = "lf_failures"
@@ -100,39 +102,38 @@ def document_votes(
 
 
 class ApplyLFsFn(beam.DoFn):
-    """Document → ``(id, votes)``; LF failures and bad vote lists to tagged outputs."""
+    """Document → ``(id, votes)``; LF failures and bad vote lists to tagged outputs.
 
-    def __init__(self, source: VoteSource, max_failure_samples_per_lf: int = 20):
+    Every LF failure yields ``(lf_name, 1)`` on ``lf_failures`` and a :class:`DeadLetter` (with
+    ``lf`` set, ``counts_as_input_row=False``) on the dead letter; :class:`ApplyLFs` keeps a
+    bounded, id-ordered sample of the latter.
+    """
+
+    def __init__(self, source: VoteSource):
         self._source = source
-        self._max_samples = max_failure_samples_per_lf
         self._lfs: tuple[LabelingFunction, ...] = ()
-        self._samples: dict[str, int] = {}
 
     def setup(self) -> None:
         self._lfs = self._source.load_lfs()
-
-    def start_bundle(self) -> None:
-        self._samples = {}
 
     def process(self, doc: Mapping[str, Any]) -> Iterator[Any]:
         votes, failures, dead = document_votes(self._lfs, self._source, doc)
         for failure in failures:
             Metrics.counter(METRICS_NAMESPACE, f"lf_failures/{failure.lf_name}").inc()
             yield beam.pvalue.TaggedOutput(LF_FAILURES_TAG, (failure.lf_name, 1))
-            if self._samples.get(failure.lf_name, 0) < self._max_samples:
-                self._samples[failure.lf_name] = self._samples.get(failure.lf_name, 0) + 1
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTER_TAG,
-                    DeadLetter(
-                        stage="apply_lfs",
-                        cause=f"lf_{failure.cause}",
-                        message=f"LF {failure.lf_name!r} {failure.message}",
-                        source=str(doc.get("source", "")),
-                        doc_id=doc["id"],
-                        payload=failure.traceback_head,
-                        counts_as_input_row=False,
-                    ),
-                )
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER_TAG,
+                DeadLetter(
+                    stage="apply_lfs",
+                    cause=f"lf_{failure.cause}",
+                    message=f"LF {failure.lf_name!r} {failure.message}",
+                    source=str(doc.get("source", "")),
+                    doc_id=doc["id"],
+                    payload=failure.traceback_head or render_payload(dict(lf_row(doc))),
+                    lf=failure.lf_name,
+                    counts_as_input_row=False,
+                ),
+            )
         if dead is not None:
             Metrics.counter(METRICS_NAMESPACE, dead.counter_name).inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead)
@@ -141,18 +142,41 @@ class ApplyLFsFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(VOTES_TAG, (doc["id"], votes))
 
 
-class ApplyLFs(beam.PTransform):
-    """Documents → tagged outputs ``votes`` ``(id, int8 [m])``, ``lf_failures`` and dead letter.
+def failure_sample_order(dead: DeadLetter) -> tuple[str, str, str]:
+    """The order LF failure samples are kept in: smallest document id first, ties by cause."""
+    return (dead.doc_id, dead.cause, dead.message)
 
-    ``lf_failures`` carries one ``(lf_name, 1)`` per failure (sum it per key for the report).
+
+class ApplyLFs(beam.PTransform):
+    """Documents → ``{votes: (id, int8 [m]), lf_failures: (lf_name, 1), dead_letter}``.
+
+    ``lf_failures`` carries one ``(lf_name, 1)`` per failure (sum it per key for the report). The
+    dead letter holds every bad vote list and, per LF, the ``max_failure_samples_per_lf`` failures
+    with the smallest document ids (so reruns on any runner write the same samples).
     """
 
-    def __init__(self, source: VoteSource):
+    def __init__(self, source: VoteSource, max_failure_samples_per_lf: int = 20):
         super().__init__()
         self._source = source
+        self._max_samples = max_failure_samples_per_lf
 
-    def expand(self, docs: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return docs | "ApplyLFs" >> beam.ParDo(ApplyLFsFn(self._source)).with_outputs(
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        applied = docs | "ApplyLFs" >> beam.ParDo(ApplyLFsFn(self._source)).with_outputs(
             VOTES_TAG, LF_FAILURES_TAG, DEAD_LETTER_TAG
         )
+        dead = applied[DEAD_LETTER_TAG]
+        samples = (
+            dead
+            | "LFFailures" >> beam.Filter(lambda record: bool(record.lf))
+            | "KeyByLF" >> beam.Map(lambda record: (record.lf, record))
+            | "SmallestIds"
+            >> beam.combiners.Top.PerKey(self._max_samples, key=failure_sample_order, reverse=True)
+            | "FailureSamples" >> beam.FlatMap(lambda keyed: keyed[1])
+        )
+        rows = dead | "RowDeadLetters" >> beam.Filter(lambda record: not record.lf)
+        return {
+            VOTES_TAG: applied[VOTES_TAG],
+            LF_FAILURES_TAG: applied[LF_FAILURES_TAG],
+            DEAD_LETTER_TAG: (rows, samples) | "DeadLetters" >> beam.Flatten(),
+        }
 

@@ -2,7 +2,9 @@
 
 Stages emit :class:`DeadLetter` records on the tagged output :data:`DEAD_LETTER_TAG` and count
 them with a Beam counter named ``<stage>/<cause>``; the pipeline writes them under
-``OUTPUT/errors/`` and checks ``labels + dead letter == input rows``.
+``OUTPUT/errors/`` and checks ``labels + dead letter == corpus rows + dev rows - dev rows merged``
+(see ``docs/robustness.md``). Rows of ``--dev_input`` rejected while reading have the stage
+``read_dev``; LF failure samples (``counts_as_input_row=False``) name their LF in ``lf``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class DeadLetter:
         doc_id: The document id, when known.
         payload: The raw row as text (JSON for structured rows), cut to
             :data:`MAX_PAYLOAD_CHARS` characters.
+        lf: The failing LF's name, for an LF failure sample; empty otherwise.
         counts_as_input_row: False for records that describe a row already counted elsewhere
             (an LF failure sample on a row that was still labelled).
     """
@@ -38,6 +41,7 @@ class DeadLetter:
     source: str = ""
     doc_id: str = ""
     payload: str = ""
+    lf: str = ""
     counts_as_input_row: bool = True
 
     @classmethod
@@ -54,6 +58,10 @@ class DeadLetter:
             payload=render_payload(row),
         )
 
+    def __post_init__(self) -> None:
+        for field in ("message", "source", "doc_id", "payload"):
+            object.__setattr__(self, field, encodable(getattr(self, field)))
+
     def to_dict(self) -> dict[str, Any]:
         """Returns the record as a JSON-safe dict (one line of ``errors/*.jsonl``)."""
         return dataclasses.asdict(self)
@@ -62,6 +70,19 @@ class DeadLetter:
     def counter_name(self) -> str:
         """The Beam counter name for this record: ``<stage>/<cause>``."""
         return f"{self.stage}/{self.cause}"
+
+
+def encodable(text: str) -> str:
+    """``text`` with unpaired surrogates escaped, so that it encodes as UTF-8 (Beam, JSON, Arrow).
+
+    >>> encodable("ok"), encodable("bad \\ud800 here")
+    ('ok', 'bad \\\\ud800 here')
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text
 
 
 def render_payload(row: Any) -> str:

@@ -18,6 +18,9 @@ from transforms.extend import no_nearest_voters
 RECORDS_TAG = "records"
 SPLIT_CORPUS, SPLIT_TUNE, SPLIT_HOLDOUT = "corpus", "tune", "holdout"
 NO_GOLD = -1
+# Where a document came from (its ``origin``): a corpus row, a dev row whose id is not in the
+# corpus, or a corpus row labelled by the dev row with its id (the two rows are one document).
+ORIGIN_CORPUS, ORIGIN_DEV, ORIGIN_MERGED = "corpus", "dev", "corpus+dev"
 
 
 def is_holdout(doc_id: str, holdout_fraction: float) -> bool:
@@ -29,14 +32,22 @@ def is_holdout(doc_id: str, holdout_fraction: float) -> bool:
     return stable_hash("holdout:" + doc_id) / 2.0**64 < holdout_fraction
 
 
-def with_gold(doc: Mapping[str, Any], label: int | None, holdout_fraction: float) -> dict:
-    """A document with its split and labels set.
+def with_gold(
+    doc: Mapping[str, Any], label: int | None, holdout_fraction: float, origin: str = ""
+) -> dict:
+    """A document with its split, labels and origin set.
 
     ``gold`` is the tuning label (``-1`` unless the row is a tuning row); ``eval_gold`` is the
-    known label of any dev row (``None`` otherwise), used only for reporting.
+    known label of any dev row (``None`` otherwise), used only for reporting. ``origin`` (one of
+    ``ORIGIN_*``, default: the split of the source the row was read from) lets the run count
+    corpus and dev rows apart.
+
+    >>> with_gold({"id": "a", "text": "t", "split": "corpus"}, None, 0.5)["origin"]
+    'corpus'
     """
     out = dict(doc)
     out.pop("label", None)
+    out["origin"] = origin or doc.get("split", ORIGIN_CORPUS)
     if label is None:
         out.update(split=SPLIT_CORPUS, gold=NO_GOLD, eval_gold=None)
     elif is_holdout(doc["id"], holdout_fraction):
@@ -51,18 +62,22 @@ def merge_gold(
 ) -> Iterator[dict]:
     """Joined ``(id, {corpus, dev})`` → the document with its gold label, if any.
 
-    A dev row whose id is in the corpus labels that document; a dev row that is not becomes a
-    document of its own.
+    A dev row whose id is in the corpus labels that document (origin ``corpus+dev``, counted by
+    ``attach_gold/dev_rows_merged``); a dev row that is not becomes a document of its own (origin
+    ``dev``, counted by ``attach_gold/dev_documents``).
     """
     _, groups = keyed
     dev = groups["dev"][0] if groups["dev"] else None
     label = dev["label"] if dev is not None else None
     if groups["corpus"]:
+        origin = ORIGIN_CORPUS
         if dev is not None:
-            Metrics.counter(METRICS_NAMESPACE, "read/dev_rows_in_corpus").inc()
-        yield with_gold(groups["corpus"][0], label, holdout_fraction)
+            Metrics.counter(METRICS_NAMESPACE, "attach_gold/dev_rows_merged").inc()
+            origin = ORIGIN_MERGED
+        yield with_gold(groups["corpus"][0], label, holdout_fraction, origin)
     elif dev is not None:
-        yield with_gold(dev, label, holdout_fraction)
+        Metrics.counter(METRICS_NAMESPACE, "attach_gold/dev_documents").inc()
+        yield with_gold(dev, label, holdout_fraction, ORIGIN_DEV)
 
 
 class AttachGold(beam.PTransform):
@@ -117,7 +132,8 @@ def join_record(
             ),
         )
         return
-    nn_sim, nn_vote = groups["nearest"][0] if groups["nearest"] else no_nearest_voters(num_lfs)
+    nearest = groups["nearest"][0] if groups["nearest"] else no_nearest_voters(num_lfs)
+    nn_sim, nn_vote, nn_source = nearest
     yield {
         "id": doc_id,
         "split": doc["split"],
@@ -126,6 +142,7 @@ def join_record(
         "votes": groups["votes"][0],
         "nn_sim": np.asarray(nn_sim, np.float32),
         "nn_vote": np.asarray(nn_vote, np.int8),
+        "nn_source": np.asarray(nn_source, np.uint64),
         "embedding": np.asarray(groups["embeddings"][0], np.float32),
     }
 

@@ -23,7 +23,7 @@ InferenceFn = Callable[[Any, Sequence[str], Optional[dict[str, Any]]], np.ndarra
 
 BUILD_HINT = "python -m transforms.models.build_minilm models/all-MiniLM-L6-v2"
 EXPECTED_MODEL = "a TF-Hub text-embedding SavedModel mapping tf.string [None] -> float32 [None, d]"
-DEFAULT_MODEL_BATCH_SIZE = 32
+DEFAULT_MODEL_BATCH_SIZE = 16
 
 
 def _call_model(model: Any, texts: Sequence[str]) -> np.ndarray:
@@ -42,7 +42,7 @@ def length_sorted_inference(
     Args:
         model: A loaded model, callable on a ``tf.string [n]`` tensor.
         texts: The batch.
-        inference_args: Optional ``{"model_batch_size": int}`` (default 32).
+        inference_args: Optional ``{"model_batch_size": int}`` (default 16).
 
     Returns:
         ``float32 [len(texts), d]``.
@@ -101,7 +101,7 @@ class TextEmbeddingModelHandler(ModelHandler[str, np.ndarray, Any]):
                 "pass e.g. min_batch_size=64, max_batch_size=256"
             )
         if model_batch_size < 1:
-            raise ValueError(f"model_batch_size={model_batch_size} must be >= 1; the default is 32")
+            raise ValueError(f"model_batch_size={model_batch_size} must be >= 1; the default is {DEFAULT_MODEL_BATCH_SIZE}")
         super().__init__()
         self._model_path = model_path
         self._min_batch_size = min_batch_size

@@ -7,8 +7,11 @@ Two shuffles of the graph's edges, both keyed by document id (no side inputs):
    :func:`transforms.core.extension.nearest_voters` keeps, per LF, the most similar neighbour
    that voted and its vote.
 
-The result, ``(id, (nn_sim float32 [m], nn_vote int8 [m]))``, does not depend on the thresholds:
-it is cached, and a threshold change is then one O(n·m) pass.
+The result, ``(id, (nn_sim float32 [m], nn_vote int8 [m], nn_source uint64 [m]))``, does not
+depend on the thresholds: it is cached, and a threshold change is then one O(n·m) pass.
+``nn_source`` is :func:`transforms.core.diagnostics.source_hash` of the neighbour each LF's
+nearest vote comes from (``0`` when none); the run report resolves it to an id and a text for a
+few example documents only.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 import numpy as np
 
+from transforms.core.diagnostics import NO_SOURCE, nearest_voter_sources, source_hash
 from transforms.core.extension import nearest_voters
 from transforms.core.votes import ABSTAIN
 
@@ -33,35 +37,39 @@ def graph_edges(
 
 def voted_edges(
     joined: tuple[str, dict[str, list[Any]]],
-) -> Iterator[tuple[str, tuple[float, np.ndarray]]]:
-    """Joined ``(neighbour, {edges, votes})`` → ``(doc, (sim, neighbour_votes))``.
+) -> Iterator[tuple[str, tuple[float, np.ndarray, np.uint64]]]:
+    """Joined ``(neighbour, {edges, votes})`` → ``(doc, (sim, neighbour_votes, source))``.
 
-    Neighbours without votes (dead-lettered rows) or that no LF voted on add nothing.
+    ``source`` is the neighbour's :func:`source_hash`. Neighbours without votes (dead-lettered
+    rows) or that no LF voted on add nothing.
     """
-    _, groups = joined
+    neighbour_id, groups = joined
     if not groups["votes"]:
         return
     votes = groups["votes"][0]
     if np.all(votes == ABSTAIN):
         return
+    source = source_hash(neighbour_id)
     for doc_id, sim in groups["edges"]:
-        yield doc_id, (sim, votes)
+        yield doc_id, (sim, votes, source)
 
 
 def nearest_voters_of_document(
-    grouped: tuple[str, Iterable[tuple[float, np.ndarray]]],
-) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
-    """All voted edges of one document → ``(doc, (nn_sim [m], nn_vote [m]))``."""
+    grouped: tuple[str, Iterable[tuple[float, np.ndarray, np.uint64]]],
+) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """All voted edges of one document → ``(doc, (nn_sim [m], nn_vote [m], nn_source [m]))``."""
     doc_id, edges = grouped
     edges = list(edges)
-    sims = np.asarray([[sim for sim, _ in edges]], dtype=np.float32)
-    votes = np.stack([votes for _, votes in edges])[np.newaxis]
+    sims = np.asarray([[sim for sim, _, _ in edges]], dtype=np.float32)
+    votes = np.stack([votes for _, votes, _ in edges])[np.newaxis]
     nn_sim, nn_vote = nearest_voters(sims, votes)
-    return doc_id, (nn_sim[0], nn_vote[0])
+    sources = np.asarray([source for _, _, source in edges], dtype=np.uint64)
+    return doc_id, (nn_sim[0], nn_vote[0], nearest_voter_sources(sims[0], votes[0], sources))
 
 
 class NearestVoters(beam.PTransform):
-    """``{"neighbours": (id, (ids, sims)), "votes": (id, votes)}`` → ``(id, (nn_sim, nn_vote))``.
+    """``{"neighbours": (id, (ids, sims)), "votes": (id, votes)}`` →
+    ``(id, (nn_sim, nn_vote, nn_source))``.
 
     Documents none of whose neighbours voted are absent from the output: read them as
     ``nn_sim = -inf``, ``nn_vote = -1`` (see :func:`no_nearest_voters`).
@@ -78,10 +86,14 @@ class NearestVoters(beam.PTransform):
         )
 
 
-def no_nearest_voters(num_lfs: int) -> tuple[np.ndarray, np.ndarray]:
+def no_nearest_voters(num_lfs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The nearest-voter arrays of a document none of whose neighbours voted.
 
     >>> no_nearest_voters(2)
-    (array([-inf, -inf], dtype=float32), array([-1, -1], dtype=int8))
+    (array([-inf, -inf], dtype=float32), array([-1, -1], dtype=int8), array([0, 0], dtype=uint64))
     """
-    return np.full(num_lfs, -np.inf, np.float32), np.full(num_lfs, ABSTAIN, np.int8)
+    return (
+        np.full(num_lfs, -np.inf, np.float32),
+        np.full(num_lfs, ABSTAIN, np.int8),
+        np.full(num_lfs, NO_SOURCE, np.uint64),
+    )

@@ -31,6 +31,9 @@ text column; with ``text_template`` the text column stays in ``fields`` (the ren
 not the raw column, and the template's other fields stay too). The gold label is kept out of
 ``fields`` so that LFs never see it.
 
+The dead letters of a source whose ``split`` is not ``corpus`` (the ``--dev_input`` rows) carry the
+stage ``read_<split>`` (:func:`read_stage`), so the run can count corpus and dev rows apart.
+
 The parsing is plain Python (:func:`parse_file`), so it is tested without Beam; :class:`ReadCorpus`
 is the thin Beam wrapper around it.
 """
@@ -59,7 +62,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core.ids import content_id
 from transforms.core.text_template import render_text, template_fields
-from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, encodable
 
 DOCUMENTS_TAG = "documents"
 STAGE = "read"
@@ -141,6 +144,15 @@ class CorpusSource:
             check_template(self.text_template)
 
 
+def read_stage(split: str) -> str:
+    """The dead-letter stage of rows rejected while reading a source of this ``split``.
+
+    >>> read_stage("corpus"), read_stage("dev")
+    ('read', 'read_dev')
+    """
+    return STAGE if split == "corpus" else f"{STAGE}_{split}"
+
+
 def split_patterns(pattern: str) -> list[str]:
     """Splits a comma-separated list of globs.
 
@@ -218,9 +230,20 @@ def parse_file(
         source: How rows become documents.
 
     Yields:
-        A document dict per good row, a :class:`DeadLetter` per bad row; a file that cannot be
-        read yields one ``unreadable_file`` record (after the rows read before the failure).
+        A document dict per good row, a :class:`DeadLetter` (stage :func:`read_stage`) per bad
+        row; a file that cannot be read yields one ``unreadable_file`` record (after the rows
+        read before the failure).
     """
+    stage = read_stage(source.split)
+    for item in _parse_items(path, stream, source):
+        if isinstance(item, DeadLetter) and item.stage != stage:
+            item = dataclasses.replace(item, stage=stage)
+        yield item
+
+
+def _parse_items(
+    path: str, stream: BinaryIO, source: CorpusSource
+) -> Iterator[dict | DeadLetter]:
     try:
         file_format, gzipped = resolve_format(path, source.format)
     except ValueError as error:
@@ -460,6 +483,8 @@ def _id_string(value: Any) -> tuple[str | None, str]:
         value = int(value)
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         text = str(value)
+        if encodable(text) != text:
+            return None, f"id {encodable(text)!r} holds an unpaired surrogate (not UTF-8)"
         return (text if text.strip() else None), ""
     return None, f"id {value!r} is a {type(value).__name__}"
 
@@ -540,10 +565,17 @@ def parse_label(value: Any, class_names: tuple[str, ...]) -> tuple[int, str]:
 def json_safe(value: Any) -> Any:
     """Converts a Parquet / JSON / CSV value into plain JSON-safe Python.
 
+    A string holding an unpaired surrogate (possible in JSON, never in UTF-8) is escaped, as
+    Beam could not encode it:
+
     >>> json_safe({"when": datetime.date(2024, 1, 2), "x": float("nan"), "b": b"\\xff"})
     {'when': '2024-01-02', 'x': None, 'b': '/w=='}
+    >>> json_safe("a\\ud800b")
+    'a\\\\ud800b'
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return encodable(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -575,7 +607,7 @@ def preflight_source(source: CorpusSource) -> list[str]:
     Raises:
         ValueError: Naming the pattern or file and the fix, when a pattern matches nothing, a
             file cannot be opened (permissions, a directory), its format cannot be inferred, or
-            the first file lacks the text / label / template columns.
+            the first readable file lacks the text / label / template columns.
     """
     paths: set[str] = set()
     for pattern in split_patterns(source.pattern):
@@ -607,26 +639,43 @@ def preflight_source(source: CorpusSource) -> list[str]:
                 ) from None
         paths.update(matched)
     files = sorted(paths)
-    _check_columns(files[0], source)
+    _check_columns(files, source)
     return files
 
 
-def _check_columns(path: str, source: CorpusSource) -> None:
-    """Raises ValueError when a CSV / Parquet file lacks the text, template or label columns."""
-    file_format, gzipped = resolve_format(path, source.format)
-    if file_format == "jsonl":
-        return  # rows of a JSON Lines file may differ; each bad row is dead-lettered instead
-    with FileSystems.open(path, compression_type=_RAW_BYTES) as raw:
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
-        try:
-            if file_format == "parquet":
-                columns = pq.ParquetFile(stream).schema_arrow.names
-            else:
-                columns = next(csv.reader(_DecodedLines(_raw_lines(stream))), [])
-        except _FILE_ERRORS as error:
-            raise ValueError(
-                f"{path!r} is not a readable {file_format} file ({error}); replace it or fix format"
-            ) from None
+def _check_columns(files: list[str], source: CorpusSource) -> None:
+    """Raises ValueError when the first readable CSV / Parquet file lacks the needed columns.
+
+    An unreadable or empty file is skipped here (the read stage dead-letters an unreadable one as
+    ``unreadable_file``), so one corrupt file among good ones never stops the job; when no file
+    is readable, the first one's problem is raised.
+    """
+    problems = []
+    for path in files:
+        file_format, gzipped = resolve_format(path, source.format)
+        if file_format == "jsonl":
+            return  # rows of a JSON Lines file may differ; each bad row is dead-lettered instead
+        with FileSystems.open(path, compression_type=_RAW_BYTES) as raw:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+            try:
+                if file_format == "parquet":
+                    columns = pq.ParquetFile(stream).schema_arrow.names
+                else:
+                    columns = next(csv.reader(_DecodedLines(_raw_lines(stream))), [])
+            except _FILE_ERRORS as error:
+                problems.append(f"{path!r} is not a readable {file_format} file ({error})")
+                continue
+        if columns:
+            _check_needed_columns(path, columns, source)
+            return
+    if problems:
+        raise ValueError(
+            f"no file matched by {source.pattern!r} is readable: {problems[0]}; replace the "
+            "files or fix the format"
+        )
+
+
+def _check_needed_columns(path: str, columns: list[str], source: CorpusSource) -> None:
     needed = check_template(source.text_template) if source.text_template else [source.text_field]
     needed += [source.label_field] if source.label_field else []
     missing = [name for name in needed if name not in columns]
@@ -648,8 +697,9 @@ class _ParseFileFn(beam.DoFn):
         try:
             stream = readable_file.open(compression_type=_RAW_BYTES)
         except OSError as error:
+            record = _file_dead_letter(path, f"{path!r} cannot be opened ({error}); check access")
             yield self._dead_letter(
-                _file_dead_letter(path, f"{path!r} cannot be opened ({error}); check access")
+                dataclasses.replace(record, stage=read_stage(self._source.split))
             )
             return
         with stream:
@@ -665,9 +715,10 @@ class _ParseFileFn(beam.DoFn):
 class _KeepSmallestSourceFn(beam.DoFn):
     """Keeps, per id, the row with the smallest ``source``; the others are ``duplicate_id``."""
 
-    def __init__(self) -> None:
-        self._rows = Metrics.counter(METRICS_NAMESPACE, f"{STAGE}/rows")
-        self._duplicates = Metrics.counter(METRICS_NAMESPACE, f"{STAGE}/duplicate_id")
+    def __init__(self, stage: str = STAGE) -> None:
+        self._stage = stage
+        self._rows = Metrics.counter(METRICS_NAMESPACE, f"{stage}/rows")
+        self._duplicates = Metrics.counter(METRICS_NAMESPACE, f"{stage}/duplicate_id")
 
     def process(self, keyed: tuple[str, list[dict]]) -> Iterator[Any]:
         doc_id, documents = keyed
@@ -680,7 +731,7 @@ class _KeepSmallestSourceFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTER_TAG,
                 DeadLetter.for_row(
-                    STAGE,
+                    self._stage,
                     "duplicate_id",
                     f"id {doc_id!r} at {duplicate['source']} duplicates the row kept from "
                     f"{kept['source']}; make ids unique, or set id_field=None to derive ids "
@@ -696,8 +747,12 @@ class DeduplicateById(beam.PTransform):
     """Keeps one document per id (the smallest ``source``), dead-lettering the others.
 
     Output: ``{"documents": PCollection[dict], DEAD_LETTER_TAG: PCollection[DeadLetter]}``.
-    Counts ``read/rows`` (documents kept) and ``read/duplicate_id``.
+    Counts ``<stage>/rows`` (documents kept) and ``<stage>/duplicate_id``.
     """
+
+    def __init__(self, stage: str = STAGE) -> None:
+        super().__init__()
+        self._stage = stage
 
     def expand(self, documents: beam.PCollection) -> dict[str, beam.PCollection]:
         result = (
@@ -705,7 +760,9 @@ class DeduplicateById(beam.PTransform):
             | "KeyById" >> beam.Map(lambda doc: (doc["id"], doc))
             | "GroupById" >> beam.GroupByKey()
             | "KeepSmallestSource"
-            >> beam.ParDo(_KeepSmallestSourceFn()).with_outputs(DEAD_LETTER_TAG, main=DOCUMENTS_TAG)
+            >> beam.ParDo(_KeepSmallestSourceFn(self._stage)).with_outputs(
+                DEAD_LETTER_TAG, main=DOCUMENTS_TAG
+            )
         )
         return {DOCUMENTS_TAG: result[DOCUMENTS_TAG], DEAD_LETTER_TAG: result[DEAD_LETTER_TAG]}
 
@@ -720,7 +777,7 @@ class ReadCorpus(beam.PTransform):
 
     Output: ``{"documents": PCollection[dict], DEAD_LETTER_TAG: PCollection[DeadLetter]}``.
     Counters ``read/rows`` and ``read/<cause>`` in :data:`METRICS_NAMESPACE` add up to the input
-    rows.
+    rows (``read_dev/...`` for the dev source, see :func:`read_stage`).
     """
 
     def __init__(self, source: CorpusSource) -> None:
@@ -740,7 +797,9 @@ class ReadCorpus(beam.PTransform):
                 DEAD_LETTER_TAG, main=DOCUMENTS_TAG
             )
         )
-        deduplicated = parsed[DOCUMENTS_TAG] | "DeduplicateById" >> DeduplicateById()
+        deduplicated = parsed[DOCUMENTS_TAG] | "DeduplicateById" >> DeduplicateById(
+            read_stage(self._source.split)
+        )
         dead_letters = (
             parsed[DEAD_LETTER_TAG],
             deduplicated[DEAD_LETTER_TAG],

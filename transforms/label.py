@@ -1,8 +1,8 @@
 """The fit and label stages: thin Beam wrappers around :mod:`transforms.core.labeler`.
 
 Each document flows as a *record*: a dict with ``id``, ``split``, ``gold`` (tuning label or -1),
-``votes`` ``int8 [m]``, ``nn_sim`` ``float32 [m]``, ``nn_vote`` ``int8 [m]`` and ``embedding``
-``float32 [d]``. The fit runs the core's steps in the core's order (see
+``votes`` ``int8 [m]``, ``nn_sim`` ``float32 [m]``, ``nn_vote`` ``int8 [m]``, ``nn_source``
+``uint64 [m]`` (optional, for the report's examples) and ``embedding`` ``float32 [d]``. The fit runs the core's steps in the core's order (see
 :func:`transforms.core.labeler.fit_labeler`): a bounded sample → thresholds → statistics of the
 extended votes over the whole corpus (one CombineFn pass) → label model → end model. Only the
 sample, the thresholds, the statistics and the fitted labeler are singletons; all are small.
@@ -30,6 +30,7 @@ from transforms.core.labeler import (
 )
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN
+from transforms.report_inputs import SelectExamples
 from transforms.statistics import BatchedArrayCombineFn
 
 Record = Mapping[str, Any]
@@ -92,7 +93,8 @@ def assemble_labeler(
 
 
 class FitLabeler(beam.PTransform):
-    """Records → tagged singletons ``sample``, ``thresholds``, ``stats``, ``raw_stats``, ``fitted``."""
+    """Records → tagged singletons ``sample``, ``thresholds``, ``stats``, ``raw_stats``, ``fitted``
+    and ``examples`` (the run report's example documents, see :class:`SelectExamples`)."""
 
     def __init__(self, lf_names: Sequence[str], config: LabelerConfig):
         super().__init__()
@@ -148,6 +150,7 @@ class FitLabeler(beam.PTransform):
             "stats": stats,
             "raw_stats": raw_stats,
             "fitted": fitted,
+            "examples": records | "SelectExamples" >> SelectExamples(thresholds),
         }
 
 

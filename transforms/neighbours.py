@@ -1,29 +1,27 @@
-"""The k-nearest-neighbour graph of the corpus, with a real ScaNN index.
+"""The k-nearest-neighbour graph of the corpus: ScaNN searches, re-scored exactly.
 
-The single-index path: every embedding is gathered once (a combine, not a side input), one
-ScaNN index is built and serialised with ``searcher.serialize(dir, relative_path=True)``, and
-the embeddings are then queried against it in batches by workers that load the index from its
-path once each (``Shared``). Only the index's *path* travels as a side input.
+:class:`transforms.knn_graph.NeighbourGraph` is the pipeline's stage, a partitioned self-join;
+the number of partitions is computed at run time from the row
+count (``ceil(n / partition_rows)``), so a small corpus is one partition: one ScaNN index over
+every row, built and searched inside one worker (the single-index path).
+
+Inside a partition, :func:`search_group` builds a ScaNN searcher over the partition's rows
+(exhaustive up to ``brute_force_max_rows``, else a tree + asymmetric hashing index) and
+re-scores its candidates exactly from the stored vectors (:func:`transforms.core.knn_merge.
+top_k_exact`), so every similarity is a plain dot product of two stored vectors and ties are
+broken by id: outputs are deterministic whatever the index, the batch or the partitioning.
+Searchers never pickle: they are built where they are used.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import shutil
-import tempfile
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.utils import shared
 
-from transforms.dead_letter import METRICS_NAMESPACE
-
-INDEX_IDS_FILE = "ids.npy"
-INDEX_VECTORS_FILE = "vectors.npy"
+from transforms.core.knn_merge import top_k_exact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +30,18 @@ class NeighbourConfig:
 
     Attributes:
         num_neighbours: Neighbours per document (self excluded).
-        brute_force_max_rows: Up to this many documents the index scores exhaustively (exact);
+        brute_force_max_rows: Up to this many rows a partition is scored exhaustively (exact);
             above, a ScaNN tree + asymmetric hashing index with exact re-ordering.
         leaves_to_search_share: Share of tree leaves searched per query (tree index only).
         reorder_multiplier: Candidates re-scored exactly, as a multiple of ``num_neighbours``.
-        query_batch_size: Embeddings queried per ``search_batched`` call.
+        query_batch_size: Queries per ``search_batched`` call.
+        partition_rows: Target rows per partition: ``ceil(n / partition_rows)`` partitions.
+        spill: Partitions each document is searched in (its nearest centroids).
+        max_group_rows: A partition with more rows (or queries) is split into groups of at most
+            this many, so a worker never holds more than ``2 · max_group_rows`` vectors.
+        centroid_sample_rows: Rows (smallest id hash) the centroids are fitted on.
+        kmeans_iterations: Lloyd iterations of the centroid fit.
+        seed: Seed of the centroid fit.
     """
 
     num_neighbours: int = 20
@@ -44,16 +49,25 @@ class NeighbourConfig:
     leaves_to_search_share: float = 0.05
     reorder_multiplier: int = 10
     query_batch_size: int = 1024
+    partition_rows: int = 100_000
+    spill: int = 3
+    max_group_rows: int = 200_000
+    centroid_sample_rows: int = 20_000
+    kmeans_iterations: int = 10
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.num_neighbours < 1:
             raise ValueError(
                 f"num_neighbours={self.num_neighbours} must be at least 1 (try 20)"
             )
+        for name in ("partition_rows", "spill", "max_group_rows", "centroid_sample_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
 
     def fingerprint(self) -> str:
-        """A short hash of the configuration, for index and cache keys."""
-        text = repr(dataclasses.astuple(self))
+        """A short hash of everything that changes the graph, for cache keys."""
+        text = repr(dataclasses.astuple(dataclasses.replace(self, query_batch_size=0)))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -92,54 +106,49 @@ def build_searcher(embeddings: np.ndarray, config: NeighbourConfig) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class LoadedIndex:
-    """A searcher with the id and vector of each indexed row.
+    """A searcher with the id and vector of each indexed row (rows sorted by id).
 
-    The vectors re-score ScaNN's candidates exactly, so every similarity is a plain dot product
-    of two stored vectors: the same value whatever the query batch or the index type.
+    The vectors re-score ScaNN's candidates exactly.
     """
 
     searcher: Any
     ids: np.ndarray
     vectors: np.ndarray
 
-
-def save_index(searcher: Any, ids: Sequence[str], vectors: np.ndarray, index_dir: str) -> None:
-    """Serialises a searcher, its row ids and vectors to ``index_dir`` (local or ``gs://``)."""
-    with tempfile.TemporaryDirectory(prefix="epoxy-index-") as local:
-        searcher.serialize(local, relative_path=True)
-        np.save(os.path.join(local, INDEX_IDS_FILE), np.asarray(ids, dtype=str), allow_pickle=False)
-        np.save(os.path.join(local, INDEX_VECTORS_FILE), vectors.astype(np.float32), allow_pickle=False)
-        _copy_dir(local, index_dir)
-
-
-def load_index(index_dir: str) -> LoadedIndex:
-    """Loads an index saved by :func:`save_index`."""
-    import scann  # Deferred: ScaNN loads TensorFlow ops.
-
-    local = tempfile.mkdtemp(prefix="epoxy-index-")
-    _copy_dir(index_dir, local)
-    return LoadedIndex(
-        searcher=scann.scann_ops_pybind.load_searcher(local),
-        ids=np.load(os.path.join(local, INDEX_IDS_FILE), allow_pickle=False),
-        vectors=np.load(os.path.join(local, INDEX_VECTORS_FILE), allow_pickle=False),
-    )
+    @classmethod
+    def build(cls, ids: Sequence[str], vectors: np.ndarray, config: NeighbourConfig) -> "LoadedIndex":
+        """Sorts the rows by id and builds the searcher over them."""
+        ids = np.asarray(ids, dtype=str)
+        order = np.argsort(ids, kind="stable")
+        vectors = np.ascontiguousarray(np.asarray(vectors, np.float32)[order])
+        return cls(build_searcher(vectors, config), ids[order], vectors)
 
 
-def _copy_dir(source: str, dest: str) -> None:
-    if "://" not in source and "://" not in dest:
-        shutil.copytree(source, dest, dirs_exist_ok=True)
-        return
-    if not FileSystems.exists(dest):
-        FileSystems.mkdirs(dest)
-    for metadata in FileSystems.match([FileSystems.join(source, "*")])[0].metadata_list:
-        name = metadata.path.rstrip("/").rsplit("/", 1)[-1]
-        with FileSystems.open(metadata.path) as reader:
-            data = reader.read()
-        target = FileSystems.join(dest, name)
-        if "://" not in target:
-            os.makedirs(dest, exist_ok=True)
-        with FileSystems.create(target) as writer:
-            writer.write(data)
+def search_positions(
+    index: LoadedIndex,
+    query_ids: Sequence[str],
+    queries: np.ndarray,
+    num_neighbours: int,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Queries in batches; returns exact top-k ``(positions [b, k'], sims [b, k'])``.
+
+    Positions index ``index.ids``; missing slots hold ``-1`` / ``-inf``; self is excluded.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(num_neighbours + 1, len(index.ids))
+    lookup = {doc_id: i for i, doc_id in enumerate(index.ids.tolist())}
+    self_positions = np.asarray([lookup.get(q, -1) for q in query_ids], np.int64)
+    parts_pos, parts_sim = [], []
+    for start in range(0, len(query_ids), batch_size):
+        stop = start + batch_size
+        candidates, _ = index.searcher.search_batched(queries[start:stop], final_num_neighbors=k)
+        positions, sims = top_k_exact(
+            queries[start:stop], self_positions[start:stop], index.vectors, candidates, num_neighbours
+        )
+        parts_pos.append(positions)
+        parts_sim.append(sims)
+    return np.concatenate(parts_pos), np.concatenate(parts_sim)
 
 
 def search(
@@ -147,112 +156,42 @@ def search(
     query_ids: Sequence[str],
     queries: np.ndarray,
     num_neighbours: int,
+    batch_size: int = 1024,
 ) -> list[tuple[str, list[str], np.ndarray]]:
-    """Queries a batch, re-scores the candidates exactly and drops each query's own id.
+    """Queries a batch and returns ``(id, neighbour_ids, sims)`` per query.
 
-    Args:
-        index: The loaded index.
-        query_ids: The id of each query row.
-        queries: ``float32 [b, d]`` query vectors.
-        num_neighbours: Neighbours kept per query.
-
-    Returns:
-        One ``(id, neighbour_ids, sims)`` per query; ``sims`` is ``float32``, descending, ties
-        broken by neighbour id.
+    ``sims`` is ``float32``, descending, ties broken by neighbour id; the query's own id is
+    never among its neighbours.
     """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(num_neighbours + 1, len(index.ids))
-    positions, _ = index.searcher.search_batched(queries, final_num_neighbors=k)
-    positions = np.asarray(positions, dtype=np.int64)
-    valid = positions >= 0
-    candidates = index.vectors[np.where(valid, positions, 0)].astype(np.float64)
-    exact = np.einsum("bd,bkd->bk", queries.astype(np.float64), candidates).astype(np.float32)
+    positions, sims = search_positions(index, query_ids, queries, num_neighbours, batch_size)
     results = []
-    for query_id, row_positions, row_valid, row_sims in zip(query_ids, positions, valid, exact):
-        pairs = sorted(
-            (-float(sim), str(index.ids[position]))
-            for position, ok, sim in zip(row_positions, row_valid, row_sims)
-            if ok and str(index.ids[position]) != query_id
-        )[:num_neighbours]
+    for query_id, row_positions, row_sims in zip(query_ids, positions, sims):
+        keep = row_positions >= 0
         results.append(
-            (
-                query_id,
-                [neighbour for _, neighbour in pairs],
-                np.asarray([-negative for negative, _ in pairs], dtype=np.float32),
-            )
+            (query_id, index.ids[row_positions[keep]].tolist(), row_sims[keep].astype(np.float32))
         )
     return results
 
 
-class BuildIndexFn(beam.DoFn):
-    """Builds one ScaNN index from the gathered ``[(id, vector), ...]`` and returns its path."""
+def search_group(
+    data: Sequence[tuple[str, np.ndarray]],
+    queries: Sequence[tuple[str, np.ndarray]],
+    config: NeighbourConfig,
+) -> list[tuple[str, list[str], np.ndarray]]:
+    """One partition group: an index over ``data``, searched by ``queries`` (per worker).
 
-    def __init__(self, index_dir: str, config: NeighbourConfig):
-        self._index_dir = index_dir
-        self._config = config
-
-    def process(self, rows: list[tuple[str, np.ndarray]]) -> Iterator[str]:
-        rows = sorted(rows, key=lambda row: row[0])
-        if not rows:
-            return
-        ids = [doc_id for doc_id, _ in rows]
-        embeddings = np.stack([vector for _, vector in rows]).astype(np.float32)
-        searcher = build_searcher(embeddings, self._config)
-        save_index(searcher, ids, embeddings, self._index_dir)
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "neighbours/indexed_rows").inc(len(ids))
-        yield self._index_dir
-
-
-class QueryIndexFn(beam.DoFn):
-    """Queries batches of ``(id, vector)`` against the index at the side-input path.
-
-    The index is loaded once per worker process (``Shared``) the first time its path is seen.
+    Returns:
+        ``(query_id, neighbour_ids, sims)`` per query (empty lists when ``data`` is empty).
     """
-
-    def __init__(self, config: NeighbourConfig):
-        self._config = config
-        self._shared = shared.Shared()
-        self._index: LoadedIndex | None = None
-        self._index_dir = ""
-
-    def process(
-        self, batch: list[tuple[str, np.ndarray]], index_dir: str
-    ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]]]:
-        if self._index is None or self._index_dir != index_dir:
-            self._index = self._shared.acquire(lambda: load_index(index_dir), tag=index_dir)
-            self._index_dir = index_dir
-        ids = [doc_id for doc_id, _ in batch]
-        queries = np.stack([vector for _, vector in batch])
-        for doc_id, neighbour_ids, sims in search(
-            self._index, ids, queries, self._config.num_neighbours
-        ):
-            yield doc_id, (neighbour_ids, sims)
-
-
-class NeighbourGraph(beam.PTransform):
-    """``(id, vector)`` → ``(id, (neighbour_ids, sims))``, the kNN graph (self excluded)."""
-
-    def __init__(self, index_dir: str, config: NeighbourConfig = NeighbourConfig()):
-        """Configures the stage.
-
-        Args:
-            index_dir: Where the index is written (local or ``gs://``), unique per index.
-            config: The index configuration.
-        """
-        super().__init__()
-        self._index_dir = index_dir
-        self._config = config
-
-    def expand(self, embeddings: beam.PCollection) -> beam.PCollection:
-        index_path = (
-            embeddings
-            | "GatherForIndex" >> beam.combiners.ToList()
-            | "BuildIndex" >> beam.ParDo(BuildIndexFn(self._index_dir, self._config))
-        )
-        return (
-            embeddings
-            | "BatchQueries"
-            >> beam.BatchElements(min_batch_size=1, max_batch_size=self._config.query_batch_size)
-            | "QueryIndex"
-            >> beam.ParDo(QueryIndexFn(self._config), index_dir=beam.pvalue.AsSingleton(index_path))
-        )
+    if not data:
+        return [(query_id, [], np.zeros(0, np.float32)) for query_id, _ in queries]
+    index = LoadedIndex.build(
+        [doc_id for doc_id, _ in data], np.stack([vector for _, vector in data]), config
+    )
+    return search(
+        index,
+        [query_id for query_id, _ in queries],
+        np.stack([vector for _, vector in queries]),
+        config.num_neighbours,
+        config.query_batch_size,
+    )

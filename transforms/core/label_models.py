@@ -12,6 +12,12 @@ vectorised weight lookup: ``score[y] = log π_y + Σ_j W[j, λ_j, y]``, ``probs 
   mean). For ``k > 2`` the same is done on one-vs-rest indicators, one class at a time. The
   accuracy of LF ``i`` given that it votes is ``(1 + a_i / p_i) / 2`` (``p_i`` its coverage), and
   the naive-Bayes posterior with abstains uninformative is exact under the model.
+* ``moments``: a class-conditional model fitted to the full one-hot co-vote matrix
+  ``E[1{λ_i = c} 1{λ_j = c'}]`` (:attr:`LabelStatistics.joint`), as Snorkel's matrix completion:
+  with ``θ_ic = P(Y | λ_i = c)`` and ``p_ic = P(λ_i = c)``, conditional independence gives
+  ``P(λ_i = c, λ_j = c') = p_ic p_jc' Σ_y θ_ic[y] θ_jc'[y] / π_y`` for ``i ≠ j``. The ``θ`` are
+  fitted by weighted least squares on these "lifts" (weight = expected co-vote count), so every
+  class pair (not only one-vs-rest) and every unipolar LF informs the fit.
 * Dev labels (rows with gold in the fit sample) refine the estimates by Dirichlet shrinkage:
   ``P(Y | λ_j = c) = (gold counts + s · unsupervised estimate) / (gold votes + s)``, so an LF
   with few gold-labelled votes keeps its unsupervised estimate.
@@ -54,13 +60,15 @@ class LabelModel:
     """A fitted label model: per-LF weight tables and a class prior.
 
     Attributes:
-        kind: ``"majority_vote"`` or ``"triplet"``.
+        kind: ``"majority_vote"``, ``"triplet"`` or ``"moments"``.
         cardinality: ``k``.
         class_balance: ``float64 [k]`` prior ``π``.
         weights: ``float64 [m, k, k]``; ``W[j, c, y]`` is added to class ``y`` when LF ``j``
             votes ``c``.
         accuracies: ``float64 [m]`` estimated P(vote is correct | LF votes), for the analysis.
         hard: If True (majority vote) the posterior is uniform over the top-scoring classes.
+        prior: ``float64 [m, k, k]`` the unsupervised ``P(Y | λ_j = c)`` before the gold rows
+            refined it (``None`` for majority vote); kept for cross-validation on gold rows.
     """
 
     kind: str
@@ -69,6 +77,7 @@ class LabelModel:
     weights: np.ndarray
     accuracies: np.ndarray
     hard: bool = False
+    prior: np.ndarray | None = None
 
     @property
     def num_lfs(self) -> int:
@@ -85,12 +94,14 @@ class LabelModel:
         k = self.cardinality
         prior = np.zeros(k) if self.hard else np.log(self.class_balance)
         out = np.empty((votes.shape[0], k), np.float64)
-        tables = [self.weights[:, c, :].astype(np.float32) for c in range(k)]
+        # float64: a row's score must not depend on the batch it is in (BLAS kernels for
+        # different batch shapes sum in different orders; float32 shows it in the last bits).
+        tables = [self.weights[:, c, :].astype(np.float64) for c in range(k)]
         for start in range(0, votes.shape[0], _ROWS_PER_CHUNK):
             block = votes[start : start + _ROWS_PER_CHUNK]
-            acc = np.zeros((block.shape[0], k), np.float32)
+            acc = np.zeros((block.shape[0], k), np.float64)
             for c in range(k):
-                acc += (block == c).astype(np.float32) @ tables[c]
+                acc += (block == c).astype(np.float64) @ tables[c]
             out[start : start + _ROWS_PER_CHUNK] = acc + prior
         return out
 
@@ -105,14 +116,15 @@ class LabelModel:
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-safe dict."""
+        """Returns a JSON-safe dict (an unknown accuracy, NaN, is written as ``null``)."""
         return {
             "kind": self.kind,
             "cardinality": self.cardinality,
             "class_balance": self.class_balance.tolist(),
             "weights": self.weights.tolist(),
-            "accuracies": self.accuracies.tolist(),
+            "accuracies": [None if np.isnan(a) else float(a) for a in self.accuracies],
             "hard": self.hard,
+            "prior": None if self.prior is None else self.prior.tolist(),
         }
 
     @classmethod
@@ -123,8 +135,11 @@ class LabelModel:
             cardinality=int(d["cardinality"]),
             class_balance=np.asarray(d["class_balance"], np.float64),
             weights=np.asarray(d["weights"], np.float64),
-            accuracies=np.asarray(d["accuracies"], np.float64),
+            accuracies=np.array(
+                [np.nan if a is None else a for a in d["accuracies"]], np.float64
+            ),
             hard=bool(d["hard"]),
+            prior=None if d.get("prior") is None else np.asarray(d["prior"], np.float64),
         )
 
 
@@ -186,19 +201,17 @@ def triplet_signal(second: np.ndarray, aggregation: str = "median") -> np.ndarra
         raise ValueError(f"aggregation={aggregation!r} is unknown: use 'median' or 'mean'")
     m = second.shape[0]
     out = np.full(m, np.nan)
-    eps = 1e-12
-    idx = np.arange(m)
+    if m < 3:
+        return out
+    j, k = np.triu_indices(m, 1)
+    den = second[j, k]
+    valid = np.abs(den) > 1e-12
+    j, k, den = j[valid], k[valid], den[valid]
     for i in range(m):
-        others = idx[idx != i]
-        if others.size < 2:
+        use = (j != i) & (k != i)
+        if not use.any():
             continue
-        mi = second[i, others]
-        den = second[np.ix_(others, others)]
-        j, k = np.triu_indices(others.size, 1)
-        valid = np.abs(den[j, k]) > eps
-        if not valid.any():
-            continue
-        values = np.sqrt(np.abs(mi[j[valid]] * mi[k[valid]] / den[j[valid], k[valid]]))
+        values = np.sqrt(np.abs(second[i, j[use]] * second[i, k[use]] / den[use]))
         out[i] = np.median(values) if aggregation == "median" else values.mean()
     return out
 
@@ -272,11 +285,23 @@ def shrink_with_gold(
     """
     if not np.isfinite(strength) or votes.shape[0] == 0:
         return prec
-    m, k, _ = prec.shape
-    counts = np.zeros((m, k, k))
-    for c in range(k):
-        for y in range(k):
-            counts[:, c, y] = ((votes == c) & (gold[:, None] == y)).sum(axis=0)
+    return shrink_with_counts(prec, gold_vote_counts(votes, gold, prec.shape[1]), strength)
+
+
+def gold_vote_counts(votes: np.ndarray, gold: np.ndarray, cardinality: int) -> np.ndarray:
+    """``float64 [m, k, k]``: gold rows where LF ``j`` votes ``c`` and the gold class is ``y``."""
+    votes, gold = np.asarray(votes), np.asarray(gold)
+    m, k = votes.shape[1], cardinality
+    rows, cols = np.nonzero(votes >= 0)
+    code = (cols * k + votes[rows, cols].astype(np.int64)) * k + gold[rows]
+    return np.bincount(code, minlength=m * k * k).reshape(m, k, k).astype(np.float64)
+
+
+def shrink_with_counts(prec: np.ndarray, counts: np.ndarray, strength: float) -> np.ndarray:
+    """``(counts + s · prec) / (Σ_y counts + s)``: the Dirichlet posterior mean (``s = inf``:
+    ``prec``)."""
+    if not np.isfinite(strength):
+        return prec
     return (counts + strength * prec) / (counts.sum(axis=2, keepdims=True) + strength)
 
 
@@ -287,20 +312,50 @@ def gold_class_balance(gold: np.ndarray, cardinality: int) -> np.ndarray:
 
 
 def model_from_precision(
-    kind: str, prec: np.ndarray, class_balance: np.ndarray, accuracies: np.ndarray
+    kind: str,
+    prec: np.ndarray,
+    class_balance: np.ndarray,
+    accuracies: np.ndarray,
+    prior: np.ndarray | None = None,
 ) -> LabelModel:
     """Builds the naive-Bayes weight table ``W = log P(Y | λ_j = c) - log π``."""
-    floor = 1e-3
-    prec = np.clip(prec, floor, 1.0)
-    prec = prec / prec.sum(axis=2, keepdims=True)
-    weights = np.log(prec) - np.log(class_balance)[None, None, :]
     return LabelModel(
         kind=kind,
         cardinality=prec.shape[1],
         class_balance=class_balance,
-        weights=weights,
+        weights=naive_bayes_weights(prec, class_balance),
         accuracies=accuracies,
+        prior=prior,
     )
+
+
+def naive_bayes_weights(prec: np.ndarray, class_balance: np.ndarray) -> np.ndarray:
+    """``W = log P(Y | λ_j = c) - log π`` with ``P`` floored at 1e-3 and renormalised."""
+    prec = np.clip(prec, 1e-3, 1.0)
+    prec = prec / prec.sum(axis=-1, keepdims=True)
+    return np.log(prec) - np.log(class_balance)
+
+
+def lf_accuracies(stats: LabelStatistics, prec: np.ndarray) -> np.ndarray:
+    """Estimated P(vote is correct | LF votes) ``[m]`` (NaN for an LF that never votes)."""
+    counts = stats.class_counts.astype(np.float64)
+    voted = counts.sum(axis=1)
+    diag = np.einsum("jcc->jc", prec)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(voted > 0, (counts * diag).sum(axis=1) / np.maximum(voted, 1), np.nan)
+
+
+def default_precision(stats: LabelStatistics, class_balance: np.ndarray) -> np.ndarray:
+    """``P(Y | λ_j = c)`` ``[m, k, k]`` = :data:`DEFAULT_ACCURACY` on ``y = c`` (Snorkel's
+    ``prec_init``), the rest spread over the other classes in proportion to ``π``."""
+    m, k = stats.num_lfs, stats.cardinality
+    pi = np.asarray(class_balance, np.float64)
+    prec = np.empty((m, k, k))
+    for c in range(k):
+        rest = np.delete(pi, c)
+        row = np.insert((1 - DEFAULT_ACCURACY) * rest / rest.sum(), c, DEFAULT_ACCURACY)
+        prec[:, c, :] = row
+    return prec
 
 
 def fit_triplet(
@@ -330,26 +385,126 @@ def fit_triplet(
     """
     if stats.n == 0:
         raise ValueError("cannot fit a label model on 0 rows: the statistics are empty")
-    k = stats.cardinality
     acc = triplet_accuracies(stats, aggregation)
     has_gold = gold is not None and gold_votes is not None and len(gold) > 0
+    pi = resolve_class_balance(stats, class_balance, gold if has_gold else None)
+    if pi is None:
+        pi = estimate_class_balance(stats, acc)
+    prior = precision_tables(acc, pi)
+    prec = prior
+    if has_gold:
+        prec = shrink_with_gold(prior, np.asarray(gold_votes), np.asarray(gold), gold_strength)
+    return model_from_precision("triplet", prec, pi, lf_accuracies(stats, prec), prior)
+
+
+def resolve_class_balance(
+    stats: LabelStatistics, class_balance: np.ndarray | None, gold: np.ndarray | None
+) -> np.ndarray | None:
+    """The given prior (validated), else the gold rows' balance, else ``None`` (estimate it).
+
+    Raises:
+        ValueError: if a given prior is not ``k`` positive values summing to 1.
+    """
+    k = stats.cardinality
     if class_balance is not None:
         pi = np.asarray(class_balance, np.float64)
         if pi.shape != (k,) or np.any(pi <= 0) or not np.isclose(pi.sum(), 1.0):
             raise ValueError(
                 f"class_balance={pi.tolist()} is invalid: give {k} positive values summing to 1"
             )
-    elif has_gold:
-        pi = gold_class_balance(np.asarray(gold), k)
-    else:
-        pi = estimate_class_balance(stats, acc)
-    prec = precision_tables(acc, pi)
-    if has_gold:
-        prec = shrink_with_gold(prec, np.asarray(gold_votes), np.asarray(gold), gold_strength)
-    counts = stats.class_counts.astype(np.float64)
-    voted = counts.sum(axis=1)
-    diag = np.einsum("jcc->jc", prec)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lf_acc = np.where(voted > 0, (counts * diag).sum(axis=1) / np.maximum(voted, 1), np.nan)
-    return model_from_precision("triplet", prec, pi, lf_acc)
+        return pi
+    if gold is not None and len(gold) > 0:
+        return gold_class_balance(np.asarray(gold), k)
+    return None
 
+
+def moment_precision(
+    stats: LabelStatistics,
+    class_balance: np.ndarray,
+    *,
+    iterations: int = 300,
+    learning_rate: float = 0.05,
+) -> np.ndarray:
+    """Fits ``θ_ic = P(Y | λ_i = c)`` to the pairwise co-vote lifts (see the module doc).
+
+    Minimises ``Σ_{i≠j, c, c'} w (L - Σ_y θ_ic[y] θ_jc'[y] / π_y)²`` over softmax-parameterised
+    ``θ`` by Adam, where ``L = P(λ_i = c, λ_j = c') / (p_ic p_jc')`` is the observed lift and
+    ``w = n p_ic p_jc'`` the co-votes expected under independence. It starts from
+    :data:`DEFAULT_ACCURACY` (which breaks the label-permutation symmetry). A (LF, class) that
+    is never voted, or never co-votes with another LF, keeps the default.
+
+    Args:
+        stats: Statistics with the joint counts.
+        class_balance: ``π`` ``[k]``.
+        iterations: Adam steps.
+        learning_rate: Adam step size on the logits.
+
+    Returns:
+        ``float64 [m, k, k]`` ``P(Y = y | λ_j = c)``.
+    """
+    m, k = stats.num_lfs, stats.cardinality
+    pi = np.asarray(class_balance, np.float64)
+    prec = default_precision(stats, pi)
+    n = max(stats.n, 1)
+    joint = stats.joint.reshape(m * k, m * k).astype(np.float64) / n
+    p = np.diagonal(joint).copy()
+    lf = np.repeat(np.arange(m), k)
+    active = np.flatnonzero(p > 0)
+    if active.size < 2:
+        return prec
+    expected = np.outer(p[active], p[active])
+    weight = n * expected * (lf[active][:, None] != lf[active][None, :])
+    keep = weight.sum(axis=1) > 0
+    active, weight, expected = active[keep], weight[np.ix_(keep, keep)], expected[np.ix_(keep, keep)]
+    if active.size < 2:
+        return prec
+    lift = joint[np.ix_(active, active)] / expected
+    weight = weight / weight.sum()
+    theta0 = prec.reshape(m * k, k)[active]
+    z = np.log(theta0)
+    first, second = np.zeros_like(z), np.zeros_like(z)
+    beta1, beta2 = 0.9, 0.999
+    for step in range(1, iterations + 1):
+        theta = np.exp(z - z.max(axis=1, keepdims=True))
+        theta /= theta.sum(axis=1, keepdims=True)
+        scaled = theta / pi
+        residual = weight * (lift - scaled @ theta.T)
+        grad_theta = -4.0 * residual @ scaled
+        grad = theta * (grad_theta - (theta * grad_theta).sum(axis=1, keepdims=True))
+        first = beta1 * first + (1 - beta1) * grad
+        second = beta2 * second + (1 - beta2) * grad**2
+        z -= learning_rate * (first / (1 - beta1**step)) / (
+            np.sqrt(second / (1 - beta2**step)) + 1e-12
+        )
+    theta = np.exp(z - z.max(axis=1, keepdims=True))
+    theta /= theta.sum(axis=1, keepdims=True)
+    flat = prec.reshape(m * k, k)
+    flat[active] = theta
+    return flat.reshape(m, k, k)
+
+
+def fit_moments(
+    stats: LabelStatistics,
+    *,
+    class_balance: np.ndarray | None = None,
+    gold_votes: np.ndarray | None = None,
+    gold: np.ndarray | None = None,
+    gold_strength: float = 10.0,
+) -> LabelModel:
+    """Fits the class-conditional ``moments`` model (module doc) from statistics (+ gold rows).
+
+    Without a given or gold class balance ``π`` is uniform.
+
+    Raises:
+        ValueError: if ``stats.n == 0`` or ``class_balance`` is invalid.
+    """
+    if stats.n == 0:
+        raise ValueError("cannot fit a label model on 0 rows: the statistics are empty")
+    pi = resolve_class_balance(stats, class_balance, gold)
+    if pi is None:
+        pi = np.full(stats.cardinality, 1.0 / stats.cardinality)
+    prior = moment_precision(stats, pi)
+    prec = prior
+    if gold is not None and gold_votes is not None and len(gold) > 0:
+        prec = shrink_with_gold(prior, np.asarray(gold_votes), np.asarray(gold), gold_strength)
+    return model_from_precision("moments", prec, pi, lf_accuracies(stats, prec), prior)

@@ -14,8 +14,22 @@ pipeline runs, in the same order:
 Default thresholds (``thresholds="auto"``): LF ``j``'s threshold is the ``q``-quantile of the
 nearest-voter similarity among the rows ``j`` itself voted on ("extend ``j`` as far as its own
 voters are from each other"), with ``q = threshold_quantile`` (0.5) when there are fewer than
-``min_gold`` gold rows; with enough gold rows ``q`` is chosen from :data:`QUANTILE_GRID` (which
-includes "no extension") by ``folds``-fold cross-validation of the label model on the gold rows.
+``min_gold`` gold rows; with enough gold rows each level of :data:`QUANTILE_GRID` (which
+includes "no extension") is scored by ``folds``-fold cross-validation of the label model (of
+the kind chosen at the default level) on the gold rows, and the best level replaces the default only if it wins a sign test against it
+(:func:`transforms.core.selection.beats`).
+
+Default label model (``label_model="auto"``): with enough gold rows, the better of ``triplet``
+and ``moments`` by cross-validated accuracy on the gold rows, adopted only if it beats majority
+vote by the same sign test; without, ``triplet`` for binary tasks and majority vote for
+multi-class ones (the unsupervised multi-class estimates are worse than majority vote on
+TREC, SemEval and ChemProt: ``benchmarks/README.md``).
+
+Default end-model weight (``end_model_weight=None``): the end model is first trained without
+the gold rows; its predictions on the gold rows and the label model's out-of-fold predictions
+choose ``α`` from :data:`BLEND_GRID` (sign test against :data:`DEFAULT_BLEND`); the final end
+model is then trained with the gold rows, warm-started from the first. Without enough gold rows
+``α = DEFAULT_BLEND``.
 
 >>> rng = np.random.default_rng(0)
 >>> y = rng.integers(0, 2, 60)
@@ -38,18 +52,29 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from transforms.core.end_model import EndModel, fit_softmax_regression
+from transforms.core.end_model import (
+    EndModel,
+    augmented_gram,
+    fit_ridge_classifier,
+    fit_softmax_regression,
+)
 from transforms.core.extension import extend_votes
 from transforms.core.ids import stable_hash
-from transforms.core.label_models import LabelModel, fit_triplet, majority_vote_model
+from transforms.core.label_models import LabelModel, fit_moments, fit_triplet, majority_vote_model
+from transforms.core.selection import beats, fold_assignment, out_of_fold_proba, row_losses
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN
 
-LABEL_MODELS = ("auto", "majority_vote", "triplet")
+LABEL_MODELS = ("auto", "majority_vote", "triplet", "moments")
 THRESHOLD_MODES = ("auto", "quantile", "none")
+END_MODEL_SOLVERS = ("ridge", "softmax")
+SELECTION_METRICS = ("error", "balanced_error", "brier", "hybrid")
 # Candidate quantile levels for the gold-tuned global choice; 1.01 = no extension.
 QUANTILE_GRID = (1.01, 0.9, 0.75, 0.5, 0.25, 0.1)
 _NO_EXTENSION = np.float32(np.inf)
+# Candidate end-model weights α, and the default (equal geometric pooling of the two models).
+BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+DEFAULT_BLEND = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +83,7 @@ class LabelerConfig:
 
     Attributes:
         cardinality: Number of classes ``k``.
-        label_model: ``"auto"`` (triplet; majority vote below 3 LFs), ``"triplet"`` or
+        label_model: ``"auto"`` (see the module doc), ``"triplet"``, ``"moments"`` or
             ``"majority_vote"``.
         triplet_aggregation: ``"median"`` or ``"mean"`` over triplets.
         class_balance: A given prior ``[k]``; ``None`` = from gold rows, else estimated.
@@ -69,10 +94,16 @@ class LabelerConfig:
         threshold_quantile: The quantile level used without enough gold rows.
         min_gold: Gold rows needed before thresholds are tuned on them.
         folds: Cross-validation folds over the gold rows.
+        selection_metric: Per-row loss every gold-row choice minimises: ``"brier"`` (proper,
+            rewards calibrated posteriors; sensitive to rare classes) or ``"error"`` (0/1).
         end_model: Train softmax regression on the embeddings of the fit sample.
         end_model_weight: ``α`` in ``probs ∝ label_model^(1-α) · end_model^α`` on covered rows;
-            rows without any vote take the end model's probabilities.
-        end_model_l2: L2 penalty of the end model.
+            rows without any vote take the end model's probabilities. ``None``: chosen on the
+            gold rows (see the module doc).
+        end_model_solver: ``"ridge"`` (closed form, penalty by leave-one-out error, see
+            :func:`~transforms.core.end_model.fit_ridge_classifier`) or ``"softmax"``
+            (softmax regression by gradient descent, ``end_model_l2``; ~50× slower).
+        end_model_l2: L2 penalty of the softmax end model.
         end_model_scale: Input scale (inverse temperature) of the end model.
         sample_size: Corpus rows in the bounded fit sample (gold rows come on top).
         num_neighbours: Neighbours per row the pipeline retrieves for the extension.
@@ -89,8 +120,10 @@ class LabelerConfig:
     threshold_quantile: float = 0.5
     min_gold: int = 30
     folds: int = 5
+    selection_metric: str = "brier"
     end_model: bool = True
-    end_model_weight: float = 1.0
+    end_model_weight: float | None = None
+    end_model_solver: str = "ridge"
     end_model_l2: float = 1e-3
     end_model_scale: float = 10.0
     sample_size: int = 20000
@@ -104,8 +137,16 @@ class LabelerConfig:
             raise ValueError(f"label_model={self.label_model!r} is unknown: use one of {LABEL_MODELS}")
         if self.thresholds not in THRESHOLD_MODES:
             raise ValueError(f"thresholds={self.thresholds!r} is unknown: use one of {THRESHOLD_MODES}")
-        if not 0.0 <= self.end_model_weight <= 1.0:
+        if self.end_model_weight is not None and not 0.0 <= self.end_model_weight <= 1.0:
             raise ValueError(f"end_model_weight={self.end_model_weight} must be in [0, 1]")
+        if self.end_model_solver not in END_MODEL_SOLVERS:
+            raise ValueError(
+                f"end_model_solver={self.end_model_solver!r} is unknown: use one of {END_MODEL_SOLVERS}"
+            )
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(
+                f"selection_metric={self.selection_metric!r} is unknown: use one of {SELECTION_METRICS}"
+            )
         if self.sample_size < 1:
             raise ValueError(f"sample_size={self.sample_size} must be at least 1")
 
@@ -243,43 +284,86 @@ def quantile_thresholds(votes: np.ndarray, nn_sim: np.ndarray, level: float) -> 
     return out
 
 
-def _fit_on_gold_subset(
-    stats: LabelStatistics,
-    sample: FitSample,
-    thresholds: np.ndarray,
-    gold_rows: np.ndarray,
-    config: LabelerConfig,
-) -> LabelModel:
-    sub = dataclasses.replace(sample, gold=np.where(gold_rows, sample.gold, -1))
-    return fit_label_model(stats, sub, thresholds, config)
-
-
 def choose_thresholds(sample: FitSample, config: LabelerConfig) -> np.ndarray:
     """Chooses per-LF extension thresholds ``float32 [m]`` (see the module doc)."""
     m = sample.votes.shape[1]
     if not config.extension or config.thresholds == "none":
         return np.full(m, _NO_EXTENSION, np.float32)
-    gold_idx = np.flatnonzero(sample.gold >= 0)
-    if config.thresholds == "quantile" or gold_idx.size < config.min_gold:
+    gold = sample.gold >= 0
+    if config.thresholds == "quantile" or gold.sum() < config.min_gold:
         return quantile_thresholds(sample.votes, sample.nn_sim, config.threshold_quantile)
-    rng = np.random.default_rng(config.seed)
-    fold_of = np.empty(sample.gold.shape[0], np.int64)
-    fold_of[gold_idx] = rng.permutation(gold_idx.size) % config.folds
-    best_level, best_score = config.threshold_quantile, -np.inf
-    for level in QUANTILE_GRID:
+    levels = dict.fromkeys((config.threshold_quantile, *QUANTILE_GRID))
+    loss = {}
+    for level in levels:
         thresholds = quantile_thresholds(sample.votes, sample.nn_sim, level)
         extended = extend_votes(sample.votes, sample.nn_sim, sample.nn_vote, thresholds)
-        stats = LabelStatistics.empty(extended.shape[1], config.cardinality).add(extended)
-        correct = 0
-        for fold in range(config.folds):
-            held = gold_idx[fold_of[gold_idx] == fold]
-            train = (sample.gold >= 0) & (fold_of != fold)
-            model = _fit_on_gold_subset(stats, sample, thresholds, train, config)
-            pred = model.predict_proba(extended[held]).argmax(axis=1)
-            correct += int((pred == sample.gold[held]).sum())
-        if correct > best_score:
-            best_level, best_score = level, correct
-    return quantile_thresholds(sample.votes, sample.nn_sim, best_level)
+        stats = LabelStatistics.empty(m, config.cardinality).add(extended)
+        model, loss[level] = select_label_model(stats, extended[gold], sample.gold[gold], config)
+        # The kind chosen at the default level scores the other levels (half the fits).
+        config = dataclasses.replace(config, label_model=model.kind)
+    best = min(levels, key=lambda level: float(loss[level].sum()))
+    if not beats(loss[best], loss[config.threshold_quantile]):
+        best = config.threshold_quantile
+    return quantile_thresholds(sample.votes, sample.nn_sim, best)
+
+
+def _fit_kind(
+    kind: str, stats: LabelStatistics, gold_votes: np.ndarray, gold: np.ndarray, config: LabelerConfig
+) -> LabelModel:
+    if kind == "majority_vote":
+        return majority_vote_model(stats.num_lfs, stats.cardinality)
+    prior = None if config.class_balance is None else np.asarray(config.class_balance)
+    if kind == "moments":
+        return fit_moments(
+            stats, class_balance=prior, gold_votes=gold_votes, gold=gold,
+            gold_strength=config.gold_strength,
+        )
+    return fit_triplet(
+        stats, aggregation=config.triplet_aggregation, class_balance=prior,
+        gold_votes=gold_votes, gold=gold, gold_strength=config.gold_strength,
+    )
+
+
+def select_label_model(
+    stats: LabelStatistics, gold_votes: np.ndarray, gold: np.ndarray, config: LabelerConfig
+) -> tuple[LabelModel, np.ndarray]:
+    """Fits ``config.label_model`` (``"auto"``: chooses, see the module doc).
+
+    Args:
+        stats: Statistics of the extended votes.
+        gold_votes: ``int [g, m]`` extended votes of the gold rows.
+        gold: ``int [g]`` their labels.
+        config: The labeler config.
+
+    Returns:
+        ``(model, loss)``: the model and ``float [g]`` the ``config.selection_metric`` loss of
+        its out-of-fold posterior of each gold row.
+    """
+    folds = fold_assignment(gold.shape[0], config.folds, config.seed)
+
+    def loss_of(model: LabelModel) -> np.ndarray:
+        if gold.shape[0] == 0:
+            return np.zeros(0)
+        proba = out_of_fold_proba(model, gold_votes, gold, folds, config.gold_strength)
+        return row_losses(proba, gold, "balanced_error" if config.selection_metric == "hybrid" else config.selection_metric)
+
+    kind = config.label_model
+    if kind != "auto":
+        model = _fit_kind(kind, stats, gold_votes, gold, config)
+        return model, loss_of(model)
+    mv = majority_vote_model(stats.num_lfs, stats.cardinality)
+    if stats.num_lfs < 3:
+        return mv, loss_of(mv)
+    if gold.shape[0] < config.min_gold:
+        model = _fit_kind("triplet", stats, gold_votes, gold, config) if stats.cardinality == 2 else mv
+        return model, loss_of(model)
+    candidates = [_fit_kind(k, stats, gold_votes, gold, config) for k in ("triplet", "moments")]
+    scored = [(model, loss_of(model)) for model in candidates]
+    best, best_loss = min(scored, key=lambda pair: float(pair[1].sum()))
+    mv_loss = loss_of(mv)
+    if beats(best_loss, mv_loss):
+        return best, best_loss
+    return mv, mv_loss
 
 
 def fit_label_model(
@@ -292,45 +376,83 @@ def fit_label_model(
     """
     if stats.n == 0:
         raise ValueError("cannot fit a label model on 0 rows: the corpus is empty")
-    kind = config.label_model
-    if kind == "auto":
-        kind = "triplet" if stats.num_lfs >= 3 else "majority_vote"
-    if kind == "majority_vote":
-        return majority_vote_model(stats.num_lfs, stats.cardinality)
     gold = sample.gold >= 0
     gold_votes = extend_votes(
         sample.votes[gold], sample.nn_sim[gold], sample.nn_vote[gold], thresholds
     )
-    return fit_triplet(
-        stats,
-        aggregation=config.triplet_aggregation,
-        class_balance=None if config.class_balance is None else np.asarray(config.class_balance),
-        gold_votes=gold_votes,
-        gold=sample.gold[gold],
-        gold_strength=config.gold_strength,
+    return select_label_model(stats, gold_votes, sample.gold[gold], config)[0]
+
+
+def blend(lm: np.ndarray, em: np.ndarray, covered: np.ndarray, alpha: float) -> np.ndarray:
+    """``lm^(1-α) · em^α`` (normalised) on covered rows, ``em`` elsewhere; ``float32 [n, k]``.
+
+    Computed in float64 and rounded to float32, so that a row's result does not depend on its
+    position in the batch (numpy's SIMD and scalar ``exp``/``log`` may differ in the last bit).
+    """
+    lm64, em64 = np.asarray(lm, np.float64), np.asarray(em, np.float64)
+    mixed = np.exp(
+        (1 - alpha) * np.log(np.maximum(lm64, 1e-6)) + alpha * np.log(np.maximum(em64, 1e-6))
     )
+    mixed /= mixed.sum(axis=1, keepdims=True)
+    return np.where(covered[:, None], mixed, em64).astype(np.float32)
 
 
 def fit_end_model(
     sample: FitSample, thresholds: np.ndarray, label_model: LabelModel, config: LabelerConfig
 ) -> EndModel | None:
     """Trains the end model on the sample: label-model posteriors of covered rows, gold rows
-    with their gold label. Returns ``None`` when disabled or without embeddings."""
+    with their gold label; chooses its blend weight ``α`` (see the module doc). Returns ``None``
+    when disabled or without embeddings."""
     if not config.end_model or sample.embeddings is None:
         return None
     extended = extend_votes(sample.votes, sample.nn_sim, sample.nn_vote, thresholds)
+    covered = (extended != ABSTAIN).any(axis=1)
     targets = label_model.predict_proba(extended).astype(np.float64)
     gold = sample.gold >= 0
     targets[gold] = np.eye(config.cardinality)[sample.gold[gold]]
-    use = gold | (extended != ABSTAIN).any(axis=1)
+    use = gold | covered
     if not use.any():
         return None
-    return fit_softmax_regression(
-        sample.embeddings[use],
-        targets[use],
-        l2=config.end_model_l2,
-        scale=config.end_model_scale,
-    )
+    scale = config.end_model_scale
+    alpha = config.end_model_weight
+    unlabelled = use & ~gold
+    if alpha is None and (gold.sum() < config.min_gold or not unlabelled.any()):
+        alpha = DEFAULT_BLEND
+    ridge = config.end_model_solver == "ridge"
+    gram = augmented_gram(sample.embeddings[unlabelled], scale) if ridge else None
+    init = None
+    if alpha is None:
+        if ridge:
+            init = fit_ridge_classifier(
+                sample.embeddings[unlabelled], targets[unlabelled], scale=scale, gram=gram
+            )
+        else:
+            init = fit_softmax_regression(
+                sample.embeddings[unlabelled], targets[unlabelled], l2=config.end_model_l2,
+                scale=scale,
+            )
+        em = init.predict_proba(sample.embeddings[gold])
+        folds = fold_assignment(int(gold.sum()), config.folds, config.seed)
+        lm = out_of_fold_proba(
+            label_model, extended[gold], sample.gold[gold], folds, config.gold_strength
+        )
+        loss = {
+            a: row_losses(blend(lm, em, covered[gold], a), sample.gold[gold], "error" if config.selection_metric == "hybrid" else config.selection_metric)
+            for a in dict.fromkeys((DEFAULT_BLEND, *BLEND_GRID))
+        }
+        alpha = min(loss, key=lambda a: float(loss[a].sum()))
+        if not beats(loss[alpha], loss[DEFAULT_BLEND]):
+            alpha = DEFAULT_BLEND
+    if ridge:
+        model = fit_ridge_classifier(
+            sample.embeddings[use], targets[use], scale=scale,
+            gram=gram + augmented_gram(sample.embeddings[gold], scale),
+        )
+    else:
+        model = fit_softmax_regression(
+            sample.embeddings[use], targets[use], l2=config.end_model_l2, scale=scale, init=init
+        )
+    return dataclasses.replace(model, weight=float(alpha))
 
 
 def label_batch(
@@ -347,10 +469,7 @@ def label_batch(
     probs = lm
     if fitted.end_model is not None and embeddings is not None:
         em = fitted.end_model.predict_proba(embeddings)
-        alpha = fitted.config.end_model_weight
-        mixed = np.exp((1 - alpha) * np.log(np.maximum(lm, 1e-6)) + alpha * np.log(np.maximum(em, 1e-6)))
-        mixed /= mixed.sum(axis=1, keepdims=True)
-        probs = np.where(covered[:, None], mixed, em).astype(np.float32)
+        probs = blend(lm, em, covered, fitted.end_model.weight)
     return LabelBatch(
         extended_votes=extended,
         probs=probs,

@@ -1,4 +1,4 @@
-"""One-pass sufficient statistics of a label matrix: additive, mergeable, O(k·m²) memory.
+"""One-pass sufficient statistics of a label matrix: additive, mergeable, O(k²·m²) memory.
 
 Everything the label models (:mod:`transforms.core.label_models`) and the LF analysis
 (:mod:`transforms.core.analysis`) need is a sum over rows, so a Beam ``CombineFn`` only calls
@@ -15,6 +15,8 @@ A 5×3 label matrix (k = 2):
 [[2, 2], [1, 2], [2, 1]]
 >>> stats.overlaps.tolist(), stats.conflicts.tolist()
 ([4, 3, 3], [1, 1, 1])
+>>> stats.joint[0, 1, 1].tolist()  # rows where LF 0 votes 1 and LF 1 votes 0 / 1
+[0, 1]
 >>> LabelStatistics.from_dict(stats.to_dict()) == stats
 True
 """
@@ -33,16 +35,16 @@ from transforms.core.votes import ABSTAIN
 class LabelStatistics:
     """Additive counts over the rows of a label matrix.
 
+    The one co-vote table is ``joint``; ``co_votes``, ``class_agree`` and ``class_with`` are its
+    marginals (properties).
+
     Attributes:
         num_lfs: ``m``.
         cardinality: ``k``.
         n: Rows added.
         covered: Rows with at least one vote.
-        co_votes: ``int64 [m, m]``: rows where LFs ``i`` and ``j`` both vote (diagonal: LF
-            ``i``'s coverage count).
-        class_agree: ``int64 [k, m, m]``: rows where ``i`` and ``j`` both vote class ``c``
-            (diagonal: LF ``i``'s count of votes for ``c``).
-        class_with: ``int64 [k, m, m]``: rows where ``i`` votes ``c`` and ``j`` votes anything.
+        joint: ``int64 [m, k, m, k]``: rows where LF ``i`` votes ``c`` and LF ``j`` votes ``c'``
+            (``joint[i, c, i, c]`` is LF ``i``'s count of votes for ``c``).
         overlaps: ``int64 [m]``: rows where LF ``i`` and at least one other LF vote.
         conflicts: ``int64 [m]``: rows where another LF votes a class different from LF ``i``'s.
     """
@@ -51,13 +53,11 @@ class LabelStatistics:
     cardinality: int
     n: int
     covered: int
-    co_votes: np.ndarray
-    class_agree: np.ndarray
-    class_with: np.ndarray
+    joint: np.ndarray
     overlaps: np.ndarray
     conflicts: np.ndarray
 
-    _ARRAYS = ("co_votes", "class_agree", "class_with", "overlaps", "conflicts")
+    _ARRAYS = ("joint", "overlaps", "conflicts")
 
     @classmethod
     def empty(cls, num_lfs: int, cardinality: int) -> "LabelStatistics":
@@ -76,22 +76,35 @@ class LabelStatistics:
             cardinality=k,
             n=0,
             covered=0,
-            co_votes=np.zeros((m, m), np.int64),
-            class_agree=np.zeros((k, m, m), np.int64),
-            class_with=np.zeros((k, m, m), np.int64),
+            joint=np.zeros((m, k, m, k), np.int64),
             overlaps=np.zeros(m, np.int64),
             conflicts=np.zeros(m, np.int64),
         )
 
     @property
+    def co_votes(self) -> np.ndarray:
+        """``int64 [m, m]``: rows where LFs ``i`` and ``j`` both vote (diagonal: coverage)."""
+        return self.joint.sum(axis=(1, 3))
+
+    @property
+    def class_agree(self) -> np.ndarray:
+        """``int64 [k, m, m]``: rows where ``i`` and ``j`` both vote class ``c``."""
+        return np.einsum("icjc->cij", self.joint)
+
+    @property
+    def class_with(self) -> np.ndarray:
+        """``int64 [k, m, m]``: rows where ``i`` votes ``c`` and ``j`` votes anything."""
+        return self.joint.sum(axis=3).transpose(1, 0, 2)
+
+    @property
     def class_counts(self) -> np.ndarray:
         """``int64 [m, k]``: votes of each LF for each class."""
-        return np.stack([np.diagonal(a) for a in self.class_agree], axis=1)
+        return np.einsum("icic->ic", self.joint).copy()
 
     @property
     def coverage_counts(self) -> np.ndarray:
         """``int64 [m]``: rows each LF votes on."""
-        return np.diagonal(self.co_votes).copy()
+        return self.class_counts.sum(axis=1)
 
     def add(self, votes: np.ndarray) -> "LabelStatistics":
         """Adds a batch of rows in place.
@@ -119,19 +132,17 @@ class LabelStatistics:
             raise ValueError(
                 f"vote {bad} is out of range: votes must be ints in -1..{self.cardinality - 1}"
             )
-        voted = (votes != ABSTAIN).astype(np.float64)
+        voted = votes != ABSTAIN
         per_row = voted.sum(axis=1)
         self.n += int(votes.shape[0])
         self.covered += int((per_row > 0).sum())
-        self.co_votes += np.rint(voted.T @ voted).astype(np.int64)
-        same_class = np.zeros_like(voted)
+        self.joint += joint_counts(votes, self.cardinality).reshape(self.joint.shape)
+        same_class = np.zeros(votes.shape, np.int64)
         for c in range(self.cardinality):
-            onehot = (votes == c).astype(np.float64)
-            self.class_agree[c] += np.rint(onehot.T @ onehot).astype(np.int64)
-            self.class_with[c] += np.rint(onehot.T @ voted).astype(np.int64)
+            onehot = votes == c
             same_class += onehot * onehot.sum(axis=1, keepdims=True)
-        self.overlaps += ((voted > 0) & (per_row[:, None] > 1)).sum(axis=0)
-        self.conflicts += ((voted > 0) & (per_row[:, None] > same_class)).sum(axis=0)
+        self.overlaps += (voted & (per_row[:, None] > 1)).sum(axis=0)
+        self.conflicts += (voted & (per_row[:, None] > same_class)).sum(axis=0)
         return self
 
     def merge(self, other: "LabelStatistics") -> "LabelStatistics":
@@ -201,3 +212,40 @@ class LabelStatistics:
             == (other.num_lfs, other.cardinality, other.n, other.covered)
             and all(np.array_equal(getattr(self, a), getattr(other, a)) for a in self._ARRAYS)
         )
+
+
+# Vote pairs per chunk in joint_counts (bounds the int64 temporaries to ~100 MB).
+_PAIRS_PER_CHUNK = 1 << 22
+
+
+def joint_counts(votes: np.ndarray, cardinality: int) -> np.ndarray:
+    """Counts ``[m·k, m·k]`` of (LF ``i`` votes ``c``, LF ``j`` votes ``c'``) over the rows.
+
+    Sparse in the votes: the cost is the number of vote pairs within rows (``Σ votes_per_row²``),
+    not ``n·(m·k)²``, so wide, sparse LF sets (hundreds of LFs, few votes per row) stay cheap.
+
+    >>> joint_counts(np.array([[0, 1], [-1, 1]], np.int8), 2).tolist()
+    [[1, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 2]]
+    """
+    votes = np.asarray(votes)
+    n, m = votes.shape
+    size = m * cardinality
+    out = np.zeros(size * size, np.int64)
+    rows, cols = np.nonzero(votes != ABSTAIN)
+    if rows.size == 0:
+        return out.reshape(size, size)
+    code = cols.astype(np.int64) * cardinality + votes[rows, cols].astype(np.int64)
+    per_row = np.bincount(rows, minlength=n)
+    start = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+    pairs_of = per_row[rows]  # each vote pairs with every vote of its row
+    bounds = np.concatenate([[0], np.cumsum(pairs_of)])
+    cut = 0
+    while cut < rows.size:
+        stop = int(np.searchsorted(bounds, bounds[cut] + _PAIRS_PER_CHUNK, side="right")) - 1
+        stop = max(stop, cut + 1)
+        first = np.repeat(np.arange(cut, stop), pairs_of[cut:stop])
+        offset = np.arange(first.size) - (bounds[first] - bounds[cut])
+        second = start[rows[first]] + offset
+        out += np.bincount(code[first] * size + code[second], minlength=size * size)
+        cut = stop
+    return out.reshape(size, size)

@@ -6,8 +6,8 @@ module rebuilds Hugging Face's *basic* tokenizer from RE2 regular expressions an
 ``tensorflow_text.normalize_utf8`` so that the whole pipeline lives in the TF graph and is
 saved with the model:
 
-1. drop control/format/private-use/surrogate characters and U+FFFD (``\\t\\n\\r`` become spaces),
-2. every Unicode space separator becomes an ASCII space,
+1. ``\\t\\n\\r`` and every Unicode space, line and paragraph separator become an ASCII space,
+2. control/format/private-use/surrogate characters and U+FFFD are dropped,
 3. lower-case (full Unicode), NFD, drop non-spacing marks (accents),
 4. isolate punctuation (ASCII symbol ranges and Unicode ``P*``) and CJK ideographs,
 5. split on spaces, then WordPiece with ``[UNK]`` for out-of-vocabulary words.
@@ -116,7 +116,7 @@ class WordPieceEncoder(tf.Module):
             ),
             default_value=vocab.index("[UNK]"),
         )
-        self.table = table
+        self.table = table  # tracked so that the SavedModel stores the vocabulary table
         self.wordpiece = tensorflow_text.WordpieceTokenizer(
             table,
             suffix_indicator="##",

@@ -1,0 +1,67 @@
+"""The cache's keys and manifests: stale entries are never used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from transforms.cache import CachePlan, classify_for_graph, split_cached
+from transforms.core.artifacts import (
+    SCHEMA_VERSION,
+    embedding_key,
+    embeddings_manifest,
+    graph_key,
+    text_hash,
+)
+from transforms.neighbours import NeighbourConfig
+
+
+def _write(path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def test_resolve_uses_only_entries_keyed_like_the_run(tmp_path):
+    config = NeighbourConfig(num_neighbours=5)
+    emb_dir = tmp_path / "embeddings" / embedding_key("fp")
+    _write(emb_dir / "manifest.json", embeddings_manifest("fp", 4, ["part-a.parquet"]))
+    _write(
+        tmp_path / "manifest.json",
+        {
+            "schema_version": SCHEMA_VERSION,
+            "snapshot": {
+                "graph_key": graph_key("fp", config.fingerprint()),
+                "model_fingerprint": "fp",
+                "paths": {"graph": ["snapshots/r/graph/part-0.parquet"]},
+            },
+        },
+    )
+    plan = CachePlan.resolve(str(tmp_path), "run", "fp", 4, config)
+    assert plan.embedding_parts == (str(emb_dir / "part-a.parquet"),)
+    assert plan.graph_parts == (str(tmp_path / "snapshots/r/graph/part-0.parquet"),)
+    other_model = CachePlan.resolve(str(tmp_path), "run", "fp2", 4, config)
+    assert other_model.embedding_parts == () and other_model.graph_parts == ()
+    other_index = CachePlan.resolve(str(tmp_path), "run", "fp", 4, NeighbourConfig(num_neighbours=6))
+    assert other_index.embedding_parts and other_index.graph_parts == ()
+    assert CachePlan.resolve(str(tmp_path), "run", "fp", 8, config).embedding_parts == ()
+
+
+def test_split_cached_reuses_vectors_by_text_hash():
+    vector = np.float32([1, 0])
+    hits = list(split_cached(("h", {"docs": [("a", "t"), ("b", "t")], "cached": [vector]})))
+    assert [doc_id for doc_id, _ in hits] == ["a", "b"]
+    (miss,) = list(split_cached(("h", {"docs": [("a", "t")], "cached": []})))
+    assert miss.tag == "misses" and miss.value == (("a", "h"), "t")
+    assert list(split_cached(("h", {"docs": [], "cached": [vector]}))) == []
+
+
+def test_classify_for_graph_old_new_and_removed_rows():
+    cached = {"text_hash": text_hash("x"), "neighbour_ids": ["b"], "sims": [0.5]}
+    vector = np.float32([1, 0])
+    old = list(classify_for_graph(("a", {"hash": [text_hash("x")], "vector": [vector], "cached": [cached]})))
+    assert [out.tag for out in old] == ["old", "old_lists"]
+    edited = list(classify_for_graph(("a", {"hash": [text_hash("y")], "vector": [vector], "cached": [cached]})))
+    assert [out.tag for out in edited] == ["removed", "new"]
+    gone = list(classify_for_graph(("a", {"hash": [], "vector": [], "cached": [cached]})))
+    assert [out.tag for out in gone] == ["removed"]

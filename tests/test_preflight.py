@@ -1,0 +1,254 @@
+"""Preflight: every check fails before any pipeline starts, naming the bad value and the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import weak_label
+from pipelines.options import parse_options
+from tests.conftest import LF_SOURCE
+
+REPO = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    """A tiny valid job: 6 corpus rows, 4 labelled dev rows, the shared LF file."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": f"check out song {i}"}) + "\n" for i in range(6))
+    )
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": "t", "label": i % 2}) + "\n" for i in range(4))
+    )
+    lfs = tmp_path / "lfs.py"
+    lfs.write_text(LF_SOURCE)
+    return {"corpus": str(corpus), "dev": str(dev), "lfs": str(lfs), "tmp": tmp_path}
+
+
+def _preflight(files, valid_model: str, **changes: str):
+    args = {
+        "--input": files["corpus"],
+        "--dev_input": files["dev"],
+        "--labeling_functions": files["lfs"],
+        "--model": valid_model,
+        "--output": str(files["tmp"] / "out"),
+    }
+    args.update({f"--{name}": value for name, value in changes.items()})
+    argv = [item for pair in args.items() for item in pair]
+    options, _ = parse_options(argv)
+    return weak_label.preflight(options)
+
+
+def _fails(files, valid_model: str, match: str, **changes: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        _preflight(files, valid_model, **changes)
+
+
+def test_a_valid_job_passes(files, tiny_model):
+    plan = _preflight(files, tiny_model)
+    assert plan.class_names == ("HAM", "SPAM") and plan.embedding_dim > 0
+    assert plan.lf_names[:2] == ("has_subscribe", "has_link")
+
+
+def test_empty_input_glob(files, tiny_model):
+    _fails(
+        files, tiny_model, r"'/nonexistent/\*\.jsonl' matches no file",
+        input="/nonexistent/*.jsonl",
+    )  # fmt: skip
+
+
+def test_input_that_cannot_be_opened(files, tiny_model, monkeypatch):
+    # Tests run as root here, so a chmod-ed file would still open: the denial is simulated.
+    (files["tmp"] / "shard.jsonl").write_text(json.dumps({"id": "x", "text": "y"}) + "\n")
+    real_open = FileSystems.open
+
+    def deny_shard(path, *args, **kwargs):
+        if path.endswith("shard.jsonl"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", deny_shard)
+    pattern = str(files["tmp"] / "*.jsonl")
+    _fails(
+        files, tiny_model, r"shard\.jsonl', which cannot be read \(PermissionError",
+        input=pattern,
+    )  # fmt: skip
+
+
+def test_input_with_no_readable_file(files, tiny_model):
+    (files["tmp"] / "a.parquet").write_bytes(b"PAR1 not parquet")
+    _fails(
+        files, tiny_model, r"no file matched by .* is readable: .*a\.parquet",
+        input=str(files["tmp"] / "*.parquet"),
+    )  # fmt: skip
+
+
+def test_input_with_unknown_extension(files, tiny_model):
+    (files["tmp"] / "rows.txt").write_text("x\n")
+    _fails(
+        files, tiny_model, r"cannot infer the format of .*rows\.txt",
+        input=str(files["tmp"] / "*.txt"),
+    )  # fmt: skip
+
+
+def test_csv_without_the_text_column(files, tiny_model):
+    (files["tmp"] / "c.csv").write_text("id,body\n1,hello\n")
+    _fails(files, tiny_model, r"has no column \['text'\]", input=str(files["tmp"] / "c.csv"))
+
+
+def test_model_that_does_not_load(files, tiny_model):
+    empty = files["tmp"] / "not_a_model"
+    empty.mkdir()
+    _fails(files, tiny_model, r"'.*not_a_model': could not be loaded", model=str(empty))
+
+
+def test_model_returning_the_wrong_shape(files, tiny_model):
+    import tensorflow as tf
+
+    class LengthsModel(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, texts):
+            return tf.cast(tf.strings.length(texts), tf.float32)  # [n], not [n, d]
+
+    path = str(files["tmp"] / "wrong_shape_model")
+    tf.saved_model.save(LengthsModel(), path)
+    _fails(files, tiny_model, r"returned shape \[2\] for 2 strings, not \[2, d\]", model=path)
+
+
+def test_lf_file_that_does_not_import(files, tiny_model):
+    bad = files["tmp"] / "broken_lfs.py"
+    bad.write_text("def oops(:\n")
+    _fails(
+        files, tiny_model, r"'.*broken_lfs\.py' failed to import: SyntaxError",
+        labeling_functions=str(bad),
+    )  # fmt: skip
+
+
+def test_lf_file_raising_at_import(files, tiny_model):
+    bad = files["tmp"] / "raising_lfs.py"
+    bad.write_text("import a_module_that_does_not_exist\n")
+    _fails(files, tiny_model, r"failed to import: ModuleNotFoundError", labeling_functions=str(bad))
+
+
+def test_lf_file_without_lfs(files, tiny_model):
+    empty = files["tmp"] / "no_lfs.py"
+    empty.write_text("CLASS_NAMES = ('HAM', 'SPAM')\n")
+    _fails(files, tiny_model, r"defines no labeling function", labeling_functions=str(empty))
+
+
+def test_lf_file_that_does_not_exist(files, tiny_model):
+    _fails(
+        files, tiny_model, r"'/nowhere/lfs\.py' does not exist",
+        labeling_functions="/nowhere/lfs.py",
+    )  # fmt: skip
+
+
+def test_duplicate_lf_names(files, tiny_model):
+    twice = files["tmp"] / "twice.py"
+    twice.write_text(
+        "from transforms.core.votes import ABSTAIN, labeling_function\n"
+        "@labeling_function(name='same')\ndef a(x):\n    return ABSTAIN\n"
+        "@labeling_function(name='same')\ndef b(x):\n    return ABSTAIN\n"
+    )
+    _fails(files, tiny_model, r"duplicate LF names \['same'\]", labeling_functions=str(twice))
+
+
+def test_lf_names_clashing_with_the_votes_column(files, tiny_model):
+    corpus = files["tmp"] / "voted.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "t", "weak": [1, -1]}) + "\n")
+    _fails(
+        files, tiny_model, r"repeat a name",
+        input=str(corpus), votes_field="weak", lf_names="has_link,other",
+    )  # fmt: skip
+
+
+def test_output_not_writable(files, tiny_model):
+    blocker = files["tmp"] / "a_file"
+    blocker.write_text("not a directory")
+    _fails(files, tiny_model, r"'.*a_file/out' is not writable", output=str(blocker / "out"))
+
+
+def test_cache_dir_not_writable(files, tiny_model):
+    blocker = files["tmp"] / "a_file"
+    blocker.write_text("not a directory")
+    _fails(files, tiny_model, r"'.*a_file/cache' is not writable", cache_dir=str(blocker / "cache"))
+
+
+def test_dev_input_without_the_label_field(files, tiny_model):
+    unlabelled = files["tmp"] / "unlabelled.jsonl"
+    unlabelled.write_text(json.dumps({"id": "d1", "text": "t", "gold": 1}) + "\n")
+    _fails(
+        files, tiny_model, r"no value in field 'label' in any of its 1 rows \(fields: \['gold'\]\)",
+        dev_input=str(unlabelled),
+    )  # fmt: skip
+
+
+def test_dev_csv_without_the_label_column(files, tiny_model):
+    unlabelled = files["tmp"] / "unlabelled.csv"
+    unlabelled.write_text("id,text\nd1,t\n")
+    _fails(files, tiny_model, r"has no column \['label'\]", dev_input=str(unlabelled))
+
+
+def test_dev_label_out_of_range(files, tiny_model):
+    dev = files["tmp"] / "dev3.jsonl"
+    dev.write_text(json.dumps({"id": "d1", "text": "t", "label": 2}) + "\n")
+    _fails(
+        files, tiny_model, r"'label' = 2 is not one of the 2 classes \['HAM', 'SPAM'\]",
+        dev_input=str(dev),
+    )  # fmt: skip
+
+
+def test_lf_class_names_against_cardinality(files, tiny_model):
+    _fails(
+        files, tiny_model, r"--cardinality=3 but CLASS_NAMES of '.*lfs\.py' lists 2",
+        cardinality="3",
+    )  # fmt: skip
+
+
+def test_class_names_against_the_lf_file(files, tiny_model):
+    _fails(
+        files, tiny_model, r"--class_names \['NEG', 'POS'\] differ from CLASS_NAMES",
+        class_names="NEG,POS",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("holdout_fraction", "1.5", r"--holdout_fraction=1.5 must be in \[0, 1\)"),
+        ("max_lf_failure_rate", "1.5", r"--max_lf_failure_rate=1.5 must be in \[0, 1\]"),
+        ("num_neighbours", "0", r"--num_neighbours=0 must be at least 1"),
+        ("max_text_chars", "0", r"--max_text_chars=0 must be at least 1"),
+    ],
+)
+def test_numeric_options_out_of_range(files, tiny_model, option, value, match):
+    _fails(files, tiny_model, match, **{option: value})
+
+
+def test_no_votes_at_all(files, tiny_model):
+    _fails(files, tiny_model, r"no votes: pass --labeling_functions", labeling_functions="")
+
+
+def test_command_line_prints_one_line_and_exits_2(files):
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "pipelines.weak_label",
+            "--input", "/nonexistent/*.jsonl", "--output", str(files["tmp"] / "out"),
+            "--labeling_functions", files["lfs"],
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    lines = completed.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("epoxy-beam: error:")]
+    assert len(errors) == 1 and "'/nonexistent/*.jsonl' matches no file" in errors[0]
+    assert "Traceback" not in completed.stderr
+    assert not (files["tmp"] / "out").exists()

@@ -1,0 +1,399 @@
+"""The artifacts cache in the pipeline: reuse embeddings and the graph, write a new snapshot.
+
+* :class:`EmbedWithCache`: documents whose embedded text (by content hash) is in the cache of
+  this model reuse the cached vector; only the others are embedded (counters
+  ``cache/embedding_hits`` and ``cache/embedded``).
+* :class:`GraphWithCache`: with a usable cached graph (same model and index configuration), only
+  new or edited documents are searched against the whole corpus, and the unchanged documents'
+  cached lists are merged with their nearest *new* documents (exact: the top-k of a union is the
+  top-k of the two top-k lists). When a cached document was removed or edited, every document is
+  searched again (``cache/graph_rebuilt``). Counters: ``cache/graph_reused_rows``,
+  ``cache/graph_searched_rows``, ``cache/graph_removed_rows``.
+* :class:`WriteCache`: the new embeddings part, the snapshot's documents, graph and vote
+  columns, then one commit step that appends the part to the embeddings manifest and points the
+  top-level manifest at the snapshot (:mod:`transforms.core.artifacts` has the layout).
+
+One writer at a time per cache directory; readers only trust parts listed in a manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterator, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.parquetio import ReadAllFromParquet
+from apache_beam.metrics import Metrics
+
+from transforms.core.artifacts import (
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    VOTE_COLUMN_PREFIX,
+    documents_schema,
+    embedding_key,
+    embeddings_manifest,
+    embeddings_schema,
+    graph_key,
+    graph_schema,
+    text_hash,
+    usable_embeddings,
+    usable_graph,
+    votes_schema,
+)
+from transforms.dead_letter import METRICS_NAMESPACE
+from transforms.embed import EmbedConfig, EmbedTexts
+from transforms.knn_graph import KnnJoin, MergeTopKFn
+from transforms.neighbours import NeighbourConfig
+from transforms.write import WriteSortedShards, parquet_bytes, write_file
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """A JSON file (local or ``gs://``), or ``None`` when it does not exist."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+@dataclasses.dataclass(frozen=True)
+class CachePlan:
+    """What the cache holds for this run, resolved when the pipeline is built.
+
+    Attributes:
+        cache_dir: The cache root.
+        run_id: This run's id (names its snapshot and embeddings part).
+        model_fingerprint: The embedding model's fingerprint.
+        dim: The embedding dimension.
+        neighbour_config: The graph configuration.
+        num_shards: Parquet files per written table.
+        embedding_parts: Usable committed embedding parts (full paths).
+        graph_parts: The usable cached graph's parts (full paths); empty = build from scratch.
+    """
+
+    cache_dir: str
+    run_id: str
+    model_fingerprint: str
+    dim: int
+    neighbour_config: NeighbourConfig
+    num_shards: int
+    embedding_parts: tuple[str, ...]
+    graph_parts: tuple[str, ...]
+
+    @classmethod
+    def resolve(
+        cls,
+        cache_dir: str,
+        run_id: str,
+        model_fingerprint: str,
+        dim: int,
+        neighbour_config: NeighbourConfig,
+        num_shards: int = 1,
+    ) -> "CachePlan":
+        """Reads the manifests and keeps only the entries keyed like this run."""
+        embeddings = read_json(FileSystems.join(cls._embeddings_dir(cache_dir, model_fingerprint), MANIFEST_FILE))
+        embedding_parts: tuple[str, ...] = ()
+        if usable_embeddings(embeddings, model_fingerprint, dim):
+            root = cls._embeddings_dir(cache_dir, model_fingerprint)
+            embedding_parts = tuple(FileSystems.join(root, part) for part in embeddings["parts"])
+        manifest = read_json(FileSystems.join(cache_dir, MANIFEST_FILE))
+        graph_parts: tuple[str, ...] = ()
+        if usable_graph(manifest, model_fingerprint, neighbour_config.fingerprint()):
+            graph_parts = tuple(
+                FileSystems.join(cache_dir, path) for path in manifest["snapshot"]["paths"]["graph"]
+            )
+        return cls(
+            cache_dir, run_id, model_fingerprint, dim, neighbour_config, max(1, num_shards),
+            embedding_parts, graph_parts,
+        )  # fmt: skip
+
+    @staticmethod
+    def _embeddings_dir(cache_dir: str, model_fingerprint: str) -> str:
+        return FileSystems.join(cache_dir, "embeddings", embedding_key(model_fingerprint))
+
+    @property
+    def embeddings_dir(self) -> str:
+        """This model's embeddings directory."""
+        return self._embeddings_dir(self.cache_dir, self.model_fingerprint)
+
+    @property
+    def snapshot_dir(self) -> str:
+        """Where this run's snapshot is written (relative to the cache root)."""
+        return f"snapshots/{self.run_id}"
+
+
+def _read_parquet(pipeline: beam.Pipeline, label: str, paths: Sequence[str]) -> beam.PCollection:
+    return (
+        pipeline
+        | f"{label}Paths" >> beam.Create(list(paths))
+        | f"{label}Read" >> ReadAllFromParquet()
+    )
+
+
+def split_cached(
+    keyed: tuple[str, Mapping[str, list[Any]]],
+) -> Iterator[Any]:
+    """``(text_hash, {docs: [id], cached: [vector]})`` → hits ``(id, vector)`` or tagged misses
+    ``((id, text_hash), text)``."""
+    digest, groups = keyed
+    if not groups["docs"]:
+        return
+    if groups["cached"]:
+        vector = np.asarray(groups["cached"][0], np.float32)
+        for doc_id, _ in groups["docs"]:
+            Metrics.counter(METRICS_NAMESPACE, "cache/embedding_hits").inc()
+            yield doc_id, vector
+        return
+    for doc_id, text in groups["docs"]:
+        Metrics.counter(METRICS_NAMESPACE, "cache/embedded").inc()
+        yield beam.pvalue.TaggedOutput("misses", ((doc_id, digest), text))
+
+
+class EmbedWithCache(beam.PTransform):
+    """``(id, text)`` → ``{"embeddings": (id, vector), "new": (text_hash, vector), "hits",
+    "embedded"}`` (the last two: one element per row, for counting)."""
+
+    def __init__(self, embed_config: EmbedConfig, cache: CachePlan):
+        super().__init__()
+        self._embed_config = embed_config
+        self._cache = cache
+
+    def expand(self, texts: beam.PCollection) -> dict[str, beam.PCollection]:
+        cached = _read_parquet(texts.pipeline, "CachedEmbeddings", self._cache.embedding_parts) | (
+            "KeyCachedEmbeddings" >> beam.Map(lambda row: (row["text_hash"], row["embedding"]))
+        )
+        split = (
+            {
+                "docs": texts | "KeyByTextHash" >> beam.Map(lambda row: (text_hash(row[1]), row)),
+                "cached": cached,
+            }
+            | "JoinCachedEmbeddings" >> beam.CoGroupByKey()
+            | "SplitHitsMisses" >> beam.FlatMap(split_cached).with_outputs("misses", main="hits")
+        )
+        embedded = split["misses"] | "EmbedMisses" >> EmbedTexts(self._embed_config)
+        fresh = embedded | "FreshById" >> beam.MapTuple(lambda key, vector: (key[0], vector))
+        return {
+            "embeddings": (split["hits"], fresh) | "AllEmbeddings" >> beam.Flatten(),
+            "new": embedded | "NewByTextHash" >> beam.MapTuple(lambda key, vector: (key[1], vector)),
+            "hits": split["hits"],
+            "embedded": fresh,
+        }
+
+
+def classify_for_graph(
+    keyed: tuple[str, Mapping[str, list[Any]]],
+) -> Iterator[Any]:
+    """``(id, {hash, vector, cached})`` → ``old`` ``(id, vector)`` + ``old_lists``, ``new``
+    ``(id, vector)``, or ``removed`` ``1`` (a cached row that is gone or was edited)."""
+    doc_id, groups = keyed
+    cached = groups["cached"][0] if groups["cached"] else None
+    if not groups["hash"] or not groups["vector"]:
+        if cached is not None:
+            yield beam.pvalue.TaggedOutput("removed", 1)
+        return
+    vector = np.asarray(groups["vector"][0], np.float32)
+    if cached is not None and cached["text_hash"] == groups["hash"][0]:
+        yield beam.pvalue.TaggedOutput("old", (doc_id, vector))
+        yield beam.pvalue.TaggedOutput(
+            "old_lists", (doc_id, (list(cached["neighbour_ids"]), np.asarray(cached["sims"], np.float32)))
+        )
+        return
+    if cached is not None:
+        yield beam.pvalue.TaggedOutput("removed", 1)
+    yield beam.pvalue.TaggedOutput("new", (doc_id, vector))
+
+
+def _route(row: Any, removed: int, rebuild_tag: str, keep_tag: str) -> Iterator[Any]:
+    yield beam.pvalue.TaggedOutput(rebuild_tag if removed > 0 else keep_tag, row)
+
+
+class GraphWithCache(beam.PTransform):
+    """``{"embeddings": (id, vector), "hashes": (id, text_hash)}`` → ``(id, (ids, sims))``."""
+
+    def __init__(self, cache: CachePlan):
+        super().__init__()
+        self._cache = cache
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        config = self._cache.neighbour_config
+        pipeline = inputs["embeddings"].pipeline
+        cached = _read_parquet(pipeline, "CachedGraph", self._cache.graph_parts) | (
+            "KeyCachedGraph" >> beam.Map(lambda row: (row["id"], row))
+        )
+        parts = (
+            {"hash": inputs["hashes"], "vector": inputs["embeddings"], "cached": cached}
+            | "JoinCachedGraph" >> beam.CoGroupByKey()
+            | "ClassifyRows"
+            >> beam.FlatMap(classify_for_graph).with_outputs("old", "old_lists", "new", "removed")
+        )
+        removed = beam.pvalue.AsSingleton(
+            parts["removed"] | "CountRemoved" >> beam.CombineGlobally(sum)
+        )
+        old = parts["old"] | "RouteOld" >> beam.FlatMap(
+            _route, removed=removed, rebuild_tag="search", keep_tag="update"
+        ).with_outputs("search", "update")
+        old_lists = parts["old_lists"] | "RouteOldLists" >> beam.FlatMap(
+            _route, removed=removed, rebuild_tag="drop", keep_tag="keep"
+        ).with_outputs("drop", "keep")
+        _ = parts["removed"] | "CountRemovedRows" >> beam.Map(
+            lambda _: Metrics.counter(METRICS_NAMESPACE, "cache/graph_removed_rows").inc()
+        )
+        _ = old_lists["keep"] | "CountReused" >> beam.Map(
+            lambda _: Metrics.counter(METRICS_NAMESPACE, "cache/graph_reused_rows").inc()
+        )
+        searched = (parts["new"], old["search"]) | "RowsToSearch" >> beam.Flatten()
+        _ = searched | "CountSearched" >> beam.Map(
+            lambda _: Metrics.counter(METRICS_NAMESPACE, "cache/graph_searched_rows").inc()
+        )
+        full = {"data": inputs["embeddings"], "queries": searched} | "SearchAll" >> KnnJoin(config)
+        nearest_new = {"data": parts["new"], "queries": old["update"]} | "SearchNew" >> KnnJoin(config)
+        updated = (
+            (old_lists["keep"], nearest_new)
+            | "OldCandidates" >> beam.Flatten()
+            | "MergeOld" >> beam.CombinePerKey(MergeTopKFn(config.num_neighbours))
+        )
+        return (full, updated) | "Graph" >> beam.Flatten()
+
+
+def document_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A document as a row of the snapshot's documents table."""
+    return {
+        "id": doc["id"],
+        "text_hash": text_hash(doc["text"]),
+        "text": doc["text"],
+        "fields_json": json.dumps(doc.get("fields") or {}, sort_keys=True, default=str),
+        "split": doc["split"],
+        "gold": int(doc["gold"]),
+        "eval_gold": doc["eval_gold"],
+    }
+
+
+def commit_cache(
+    written: list[str],
+    cache: CachePlan,
+    snapshot: Mapping[str, Any],
+    counts: Mapping[str, int],
+) -> str:
+    """Appends the new embeddings part to its manifest, then points the manifest at the snapshot."""
+    root = cache.cache_dir
+    relative = sorted(path[len(root) :].lstrip("/") for path in written)
+    embeddings_root = cache.embeddings_dir
+    new_parts = [
+        path[len(embeddings_root) :].lstrip("/") for path in written if path.startswith(embeddings_root)
+    ]
+    manifest_path = FileSystems.join(embeddings_root, MANIFEST_FILE)
+    previous = read_json(manifest_path)
+    parts = list(previous["parts"]) if usable_embeddings(previous, cache.model_fingerprint, cache.dim) else []
+    write_file(manifest_path, _json_bytes(embeddings_manifest(cache.model_fingerprint, cache.dim, parts + new_parts)))
+    prefix = cache.snapshot_dir + "/"
+    paths = {
+        table: [path for path in relative if path.startswith(prefix + table + "/")]
+        for table in ("documents", "graph", "votes")
+    }
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "snapshot": {
+            **snapshot,
+            "run_id": cache.run_id,
+            "model_fingerprint": cache.model_fingerprint,
+            "graph_key": graph_key(cache.model_fingerprint, cache.neighbour_config.fingerprint()),
+            "neighbour_config": dataclasses.asdict(cache.neighbour_config),
+            "embedding_key": embedding_key(cache.model_fingerprint),
+            "paths": paths,
+        },
+        "last_run": dict(counts),
+    }
+    return write_file(FileSystems.join(root, MANIFEST_FILE), _json_bytes(manifest))
+
+
+class WriteCache(beam.PTransform):
+    """Writes the new embeddings part and the snapshot, then commits the manifests.
+
+    Inputs: ``new`` ``(text_hash, vector)``, ``graph`` ``(id, (ids, sims))``, ``docs`` (documents
+    with split and gold), ``votes`` ``(id, int8 [m])``, ``hits`` and ``embedded`` (counted).
+    """
+
+    def __init__(self, cache: CachePlan, lf_names: Sequence[str], snapshot: Mapping[str, Any]):
+        super().__init__()
+        self._cache = cache
+        self._lf_names = list(lf_names)
+        self._snapshot = dict(snapshot)
+
+    def _writer(self, label: str, directory: str, schema: Any, prefix: str = "part") -> WriteSortedShards:
+        return label >> WriteSortedShards(
+            directory=directory,
+            prefix=prefix,
+            suffix="parquet",
+            num_shards=self._cache.num_shards,
+            serialise=lambda rows, schema=schema: parquet_bytes(rows, schema),
+            sort_key=lambda row: row.get("id", row.get("text_hash")),
+            shard_key=lambda row: row.get("id", row.get("text_hash")),
+        )
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        cache = self._cache
+        names = self._lf_names
+        snapshot_root = FileSystems.join(cache.cache_dir, cache.snapshot_dir)
+        hashes = inputs["docs"] | "DocHashes" >> beam.Map(lambda doc: (doc["id"], text_hash(doc["text"])))
+        embeddings = (
+            inputs["new"]
+            | "EmbeddingRows" >> beam.MapTuple(lambda digest, v: {"text_hash": digest, "embedding": v.tolist()})
+            | self._writer(
+                "WriteEmbeddings", cache.embeddings_dir, embeddings_schema(cache.dim), f"part-{cache.run_id}"
+            )
+        )
+        graph = (
+            {"graph": inputs["graph"], "hash": hashes}
+            | "JoinGraphHash" >> beam.CoGroupByKey()
+            | "GraphRows" >> beam.FlatMap(_graph_row)
+            | self._writer("WriteGraph", FileSystems.join(snapshot_root, "graph"), graph_schema())
+        )
+        documents = (
+            inputs["docs"]
+            | "DocumentRows" >> beam.Map(document_row)
+            | self._writer("WriteDocuments", FileSystems.join(snapshot_root, "documents"), documents_schema())
+        )
+        votes = (
+            inputs["votes"]
+            | "VoteRows"
+            >> beam.MapTuple(
+                lambda doc_id, v: {"id": doc_id, **{VOTE_COLUMN_PREFIX + n: int(x) for n, x in zip(names, v)}}
+            )
+            | self._writer("WriteVotes", FileSystems.join(snapshot_root, "votes"), votes_schema(names))
+        )
+        counts = {
+            name: beam.pvalue.AsSingleton(inputs[name] | f"Count_{name}" >> beam.combiners.Count.Globally())
+            for name in ("hits", "embedded")
+        }
+        return (
+            (embeddings, graph, documents, votes)
+            | "CacheWritten" >> beam.Flatten()
+            | "GatherCacheWritten" >> beam.combiners.ToList()
+            | "CommitCache"
+            >> beam.Map(
+                lambda written, hits, embedded: commit_cache(
+                    written, cache, self._snapshot, {"embedding_cache_hits": hits, "embedded": embedded}
+                ),
+                hits=counts["hits"],
+                embedded=counts["embedded"],
+            )
+        )
+
+
+def _graph_row(keyed: tuple[str, Mapping[str, list[Any]]]) -> Iterator[dict[str, Any]]:
+    doc_id, groups = keyed
+    if not groups["hash"]:
+        return
+    ids, sims = groups["graph"][0] if groups["graph"] else ([], np.zeros(0, np.float32))
+    yield {
+        "id": doc_id,
+        "text_hash": groups["hash"][0],
+        "neighbour_ids": list(ids),
+        "sims": np.asarray(sims, np.float32).tolist(),
+    }

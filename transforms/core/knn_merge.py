@@ -1,0 +1,203 @@
+"""The numeric core of the partitioned kNN graph: partitions, assignment, merge, exact voters.
+
+An IVF-style self-join: spherical k-means centroids from a bounded sample; each vector lives in
+its *home* partition (nearest centroid) and is sent, as a query, to its ``spill`` nearest
+partitions; each partition is searched on its own; a document's top-k lists from the partitions
+it visited are merged. All similarities are exact dot products of stored vectors, and ties are
+broken by id, so the merged lists do not depend on how the work was split.
+
+>>> rng = np.random.default_rng(0)
+>>> x = l2_normalise(rng.normal(size=(200, 8)))
+>>> centroids = spherical_kmeans(x, 4, seed=0)
+>>> home, spill = assign_partitions(x, centroids, spill=2)
+>>> bool(np.all(spill[:, 0] == home)), spill.shape
+(True, (200, 2))
+>>> merge_top_k([(["b", "c"], np.float32([.9, .5])), (["a", "c"], np.float32([.9, .5]))], 2)
+(['a', 'b'], array([0.9, 0.9], dtype=float32))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from transforms.core.knn import l2_normalise
+from transforms.core.votes import ABSTAIN, VOTE_DTYPE
+
+
+def num_partitions(num_rows: int, partition_rows: int) -> int:
+    """Partitions for ``num_rows`` vectors, about ``partition_rows`` each (1 = one index).
+
+    >>> num_partitions(10, 100_000), num_partitions(1_000_000, 100_000)
+    (1, 10)
+    """
+    if partition_rows < 1:
+        raise ValueError(f"partition_rows={partition_rows} must be at least 1 (try 100000)")
+    return max(1, math.ceil(num_rows / partition_rows))
+
+
+def spherical_kmeans(
+    sample: np.ndarray, k: int, *, iterations: int = 10, seed: int = 0
+) -> np.ndarray:
+    """Fits ``k`` unit-norm centroids to unit-norm rows (cosine k-means), deterministically.
+
+    Args:
+        sample: ``float32 [s, d]`` L2-normalised rows, ``s >= 1``.
+        k: Number of centroids; capped at ``s``.
+        iterations: Lloyd iterations.
+        seed: Seed of the initial choice of centroids.
+
+    Returns:
+        ``float32 [min(k, s), d]``.
+    """
+    sample = np.asarray(sample, np.float32)
+    if sample.ndim != 2 or sample.shape[0] == 0:
+        raise ValueError(f"sample has shape {sample.shape}; need [rows >= 1, d]")
+    k = min(int(k), sample.shape[0])
+    rng = np.random.default_rng(seed)
+    centroids = sample[rng.choice(sample.shape[0], k, replace=False)].copy()
+    for _ in range(iterations):
+        nearest = (sample @ centroids.T).argmax(axis=1)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, nearest, sample)
+        empty = ~np.any(sums != 0, axis=1)
+        sums[empty] = centroids[empty]  # An empty cluster keeps its centroid.
+        centroids = l2_normalise(sums)
+    return centroids
+
+
+def assign_partitions(
+    vectors: np.ndarray, centroids: np.ndarray, spill: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Home partition and the ``spill`` nearest partitions of each vector.
+
+    Args:
+        vectors: ``float32 [n, d]``.
+        centroids: ``float32 [p, d]``.
+        spill: Partitions each vector is searched in, as a query (capped at ``p``).
+
+    Returns:
+        ``(home int64 [n], spill int64 [n, min(spill, p)])``; ``spill[:, 0] == home``. Ties go
+        to the lower partition number.
+    """
+    if spill < 1:
+        raise ValueError(f"spill={spill} must be at least 1 (the home partition)")
+    scores = np.asarray(vectors, np.float32) @ np.asarray(centroids, np.float32).T
+    s = min(spill, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :s]
+    return order[:, 0].copy(), order
+
+
+def sub_shard(key_hash: int, num_shards: int) -> int:
+    """The sub-shard of a row in a partition split into ``num_shards`` (by a stable hash).
+
+    >>> sub_shard(7, 1), sub_shard(7, 3)
+    (0, 1)
+    """
+    return int(key_hash % max(1, num_shards))
+
+
+def top_k_exact(
+    queries: np.ndarray,
+    self_positions: np.ndarray,
+    data: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-scores candidate rows exactly and keeps each query's ``k`` best, self excluded.
+
+    ``data`` must be sorted by id, so that ties broken by position are ties broken by id.
+
+    Args:
+        queries: ``float32 [b, d]``.
+        self_positions: ``int [b]`` each query's own position in ``data`` (``-1`` = absent).
+        data: ``float32 [n, d]`` the searched rows, in id order.
+        candidates: ``int [b, c]`` distinct row positions in ``data`` per query; ``-1`` = none.
+        k: Neighbours kept.
+
+    Returns:
+        ``(positions int64 [b, k'], sims float32 [b, k'])`` with ``k' = min(k, c)``, descending
+        similarity, ties by position; missing slots hold ``-1`` and ``-inf``.
+
+    >>> data = np.float32([[1, 0], [0.6, 0.8], [0.6, 0.8], [0, 1]])
+    >>> top_k_exact(data[:1], np.array([0]), data, np.array([[3, 2, 1, 0]]), 2)
+    (array([[1, 2]]), array([[0.6, 0.6]], dtype=float32))
+    """
+    candidates = np.asarray(candidates, np.int64)
+    valid = (candidates >= 0) & (candidates != np.asarray(self_positions)[:, None])
+    rows = data[np.where(valid, candidates, 0)].astype(np.float64)
+    exact = np.einsum("bd,bkd->bk", np.asarray(queries, np.float64), rows).astype(np.float32)
+    exact = np.where(valid, exact, -np.inf).astype(np.float32)
+    tie = np.where(valid, candidates, np.iinfo(np.int64).max)
+    order = np.lexsort((tie, -exact), axis=-1)[:, :k]
+    positions = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
+    return positions, np.take_along_axis(exact, order, axis=1)
+
+
+def merge_top_k(
+    lists: Iterable[tuple[Sequence[str], np.ndarray]], k: int
+) -> tuple[list[str], np.ndarray]:
+    """Merges top-k lists of one document: union, de-duplicated, descending, ties by id.
+
+    The same neighbour found in two partitions has the same (exact) similarity, so the merge is
+    independent of the order and the split of the lists.
+    """
+    best: dict[str, float] = {}
+    for ids, sims in lists:
+        for neighbour, sim in zip(ids, np.asarray(sims, np.float32)):
+            best[neighbour] = max(float(sim), best.get(neighbour, -np.inf))
+    pairs = sorted((-sim, neighbour) for neighbour, sim in best.items())[:k]
+    return [n for _, n in pairs], np.asarray([-s for s, _ in pairs], dtype=np.float32)
+
+
+def exact_nearest_voters(
+    queries: np.ndarray,
+    query_rows: np.ndarray,
+    voters: np.ndarray,
+    voter_rows: np.ndarray,
+    voter_votes: np.ndarray,
+    *,
+    block_size: int = 8192,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Epoxy for one LF: each query's most similar voter over **all** its voters.
+
+    The per-LF fallback for LFs of small coverage, where the nearest voter is often beyond the
+    k-th neighbour. Same rules as :func:`transforms.core.extension.nearest_voters`: a row is never
+    its own voter, and a tie between voters of different classes gives ``-1``.
+
+    Args:
+        queries: ``float32 [q, d]`` L2-normalised query rows.
+        query_rows: ``int [q]`` their row numbers (to exclude self).
+        voters: ``float32 [v, d]`` L2-normalised rows the LF voted on.
+        voter_rows: ``int [v]`` their row numbers.
+        voter_votes: ``int [v]`` their votes.
+        block_size: Query rows per matrix product.
+
+    Returns:
+        ``(nn_sim float32 [q], nn_vote int8 [q])``.
+
+    >>> q = np.eye(3, dtype=np.float32)
+    >>> exact_nearest_voters(q, np.arange(3), q[[0, 1]], np.array([0, 1]), np.array([1, 0]))
+    (array([0., 0., 0.], dtype=float32), array([ 0,  1, -1], dtype=int8))
+    """
+    q = queries.shape[0]
+    nn_sim = np.full(q, -np.inf, np.float32)
+    nn_vote = np.full(q, ABSTAIN, VOTE_DTYPE)
+    if q == 0 or voters.shape[0] == 0:
+        return nn_sim, nn_vote
+    voter_votes = np.asarray(voter_votes, np.int64)
+    voters64 = np.asarray(voters, np.float64)
+    for start in range(0, q, block_size):
+        stop = min(q, start + block_size)
+        sims = (np.asarray(queries[start:stop], np.float64) @ voters64.T).astype(np.float32)
+        sims[np.asarray(query_rows[start:stop])[:, None] == np.asarray(voter_rows)[None, :]] = -np.inf
+        best = sims.max(axis=1)
+        at_best = (sims == best[:, None]) & np.isfinite(best)[:, None]
+        low = np.where(at_best, voter_votes[None, :], np.iinfo(np.int64).max).min(axis=1)
+        high = np.where(at_best, voter_votes[None, :], ABSTAIN).max(axis=1)
+        has = np.isfinite(best)
+        nn_sim[start:stop] = best
+        nn_vote[start:stop] = np.where(has & (low == high), high, ABSTAIN)
+    return nn_sim, nn_vote

@@ -1,0 +1,329 @@
+"""The kNN graph at corpus scale: an IVF-style partitioned join, searched with ScaNN per group.
+
+:class:`KnnJoin` finds, for every *query* ``(id, vector)``, its nearest *data* rows:
+
+1. **Centroids** (a small singleton): ``P = ceil(count / partition_rows)`` spherical k-means
+   centroids fitted on the ``centroid_sample_rows`` data rows of smallest id hash.
+2. **Assignment**: each data row goes to its home partition (nearest centroid); each query goes
+   to its ``spill`` nearest partitions. Shuffle volume: ``(1 + spill) · N`` vectors, linear in N.
+3. **Groups**: a partition with more than ``max_group_rows`` data rows (or queries) is split by a
+   stable id hash into sub-groups (data sub-shard × query sub-shard), so a worker holds at most
+   ``2 · max_group_rows`` vectors. The layout (a few ints per partition) is a small side input.
+4. **Search**: per group, a ScaNN index is built in the worker over the group's data rows and
+   searched by its queries (:func:`transforms.neighbours.search_group`); candidates are
+   re-scored exactly.
+5. **Merge**: the top-k lists of a query from every group it visited are merged
+   (:func:`transforms.core.knn_merge.merge_top_k`, a combiner: lifted before the shuffle).
+
+With one partition this is the single-index path. :class:`NeighbourGraph` is the self-join.
+Only the centroids and the layout are side inputs; both are ``O(P · d)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Iterator, Mapping
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from transforms.core.ids import stable_hash
+from transforms.core.knn import l2_normalise
+from transforms.core.knn_merge import (
+    assign_partitions,
+    merge_top_k,
+    num_partitions,
+    spherical_kmeans,
+    sub_shard,
+    top_k_exact,
+)
+from transforms.dead_letter import METRICS_NAMESPACE
+from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search_group
+
+Row = tuple[str, np.ndarray]
+GroupKey = tuple[int, int, int]
+DATA, QUERY = "d", "q"
+
+
+def fit_centroids(count: int, sample: list[Row], config: NeighbourConfig) -> np.ndarray | None:
+    """The partition centroids ``float32 [P, d]`` for ``count`` data rows; ``None`` if no data."""
+    if not sample:
+        return None
+    rows = sorted(sample, key=lambda row: row[0])
+    vectors = l2_normalise(np.stack([vector for _, vector in rows]))
+    p = num_partitions(count, config.partition_rows)
+    if p == 1:
+        return vectors[:1] * 0.0  # One partition: every row is home there.
+    return spherical_kmeans(vectors, p, iterations=config.kmeans_iterations, seed=config.seed)
+
+
+def partitions_of(vector: np.ndarray, centroids: np.ndarray | None, spill: int) -> tuple[int, ...]:
+    """The ``spill`` nearest partitions of a vector, nearest first (``()`` without data).
+
+    >>> partitions_of(np.float32([0, 1]), np.float32([[1, 0], [0, 1]]), 1)
+    (1,)
+    """
+    if centroids is None:
+        return ()
+    return tuple(int(p) for p in assign_partitions(vector[np.newaxis], centroids, spill)[1][0])
+
+
+def group_layout(
+    partition: int, counts: Mapping[str, list[int]], max_group_rows: int
+) -> tuple[int, tuple[int, int]]:
+    """``(partition, (data_shards, query_shards))``; 0 shards when a side is empty."""
+    data = sum(counts["data"])
+    queries = sum(counts["queries"])
+    if data == 0 or queries == 0:
+        return partition, (0, 0)
+    return partition, (math.ceil(data / max_group_rows), math.ceil(queries / max_group_rows))
+
+
+def _vector_bytes(row: Row) -> int:
+    return int(np.asarray(row[1]).nbytes) + len(row[0].encode("utf-8"))
+
+
+def data_to_groups(
+    row: tuple[str, np.ndarray, int], layout: Mapping[int, tuple[int, int]]
+) -> Iterator[tuple[GroupKey, tuple[str, str, np.ndarray]]]:
+    """A data row → one copy per query sub-shard of its home partition."""
+    doc_id, vector, home = row
+    data_shards, query_shards = layout.get(home, (0, 0))
+    if data_shards == 0:
+        return
+    shard = sub_shard(stable_hash("data:" + doc_id), data_shards)
+    for query_shard in range(query_shards):
+        Metrics.counter(METRICS_NAMESPACE, "knn_graph/shuffle_bytes").inc(_vector_bytes(row[:2]))
+        yield (home, shard, query_shard), (DATA, doc_id, vector)
+
+
+def queries_to_groups(
+    row: tuple[str, np.ndarray, tuple[int, ...]], layout: Mapping[int, tuple[int, int]]
+) -> Iterator[tuple[GroupKey, tuple[str, str, np.ndarray]]]:
+    """A query → one copy per data sub-shard of each of its spill partitions."""
+    doc_id, vector, partitions = row
+    for partition in partitions:
+        data_shards, query_shards = layout.get(partition, (0, 0))
+        if data_shards == 0:
+            continue
+        shard = sub_shard(stable_hash("query:" + doc_id), query_shards)
+        for data_shard in range(data_shards):
+            Metrics.counter(METRICS_NAMESPACE, "knn_graph/shuffle_bytes").inc(
+                _vector_bytes(row[:2])
+            )
+            yield (partition, data_shard, shard), (QUERY, doc_id, vector)
+
+
+class SearchGroupFn(beam.DoFn):
+    """One group ``(key, [(kind, id, vector), ...])`` → ``(query_id, (ids, sims))``."""
+
+    def __init__(self, config: NeighbourConfig):
+        self._config = config
+
+    def process(
+        self, keyed: tuple[GroupKey, Iterable[tuple[str, str, np.ndarray]]]
+    ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]]]:
+        _, members = keyed
+        data: list[Row] = []
+        queries: list[Row] = []
+        for kind, doc_id, vector in members:
+            (data if kind == DATA else queries).append((doc_id, np.asarray(vector, np.float32)))
+        queries.sort(key=lambda row: row[0])
+        Metrics.counter(METRICS_NAMESPACE, "knn_graph/groups").inc()
+        Metrics.distribution(METRICS_NAMESPACE, "knn_graph/group_rows").update(len(data))
+        for query_id, neighbour_ids, sims in search_group(data, queries, self._config):
+            yield query_id, (neighbour_ids, sims)
+
+
+class MergeTopKFn(beam.CombineFn):
+    """Merges ``(ids, sims)`` top-k lists of one document (order and split independent)."""
+
+    def __init__(self, k: int):
+        self._k = k
+
+    def create_accumulator(self) -> tuple[list[str], np.ndarray]:
+        return [], np.zeros(0, np.float32)
+
+    def add_input(self, accumulator: Any, value: Any) -> tuple[list[str], np.ndarray]:
+        return merge_top_k([accumulator, value], self._k)
+
+    def merge_accumulators(self, accumulators: Iterable[Any]) -> tuple[list[str], np.ndarray]:
+        return merge_top_k(accumulators, self._k)
+
+    def extract_output(self, accumulator: Any) -> tuple[list[str], np.ndarray]:
+        return accumulator
+
+
+class KnnJoin(beam.PTransform):
+    """``{"data": (id, vector), "queries": (id, vector)}`` → ``(query_id, (ids, sims))``.
+
+    A query's own id is never among its neighbours. Queries with no data row in any partition
+    they visit get no output.
+    """
+
+    def __init__(self, config: NeighbourConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        config = self._config
+        data, queries = inputs["data"], inputs["queries"]
+        count = data | "CountData" >> beam.combiners.Count.Globally()
+        sample = data | "CentroidSample" >> beam.combiners.Top.Of(
+            config.centroid_sample_rows, key=lambda row: -stable_hash(row[0])
+        )
+        centroids = beam.pvalue.AsSingleton(
+            count
+            | "FitCentroids"
+            >> beam.Map(fit_centroids, sample=beam.pvalue.AsSingleton(sample), config=config)
+        )
+        homed = data | "HomePartition" >> beam.Map(
+            lambda row, c: (row[0], row[1], partitions_of(row[1], c, 1)[0]), c=centroids
+        )
+        spilled = queries | "SpillPartitions" >> beam.Map(
+            lambda row, c: (row[0], row[1], partitions_of(row[1], c, config.spill)), c=centroids
+        )
+        data_counts = (
+            homed
+            | "DataPartition" >> beam.Map(lambda row: (row[2], 1))
+            | "CountDataPerPartition" >> beam.CombinePerKey(sum)
+        )
+        query_counts = (
+            spilled
+            | "QueryPartitions" >> beam.FlatMap(lambda row: [(p, 1) for p in row[2]])
+            | "CountQueriesPerPartition" >> beam.CombinePerKey(sum)
+        )
+        layout = beam.pvalue.AsDict(
+            {"data": data_counts, "queries": query_counts}
+            | "JoinCounts" >> beam.CoGroupByKey()
+            | "Layout" >> beam.Map(lambda kv: group_layout(kv[0], kv[1], config.max_group_rows))
+        )
+        grouped = (
+            (
+                homed | "DataToGroups" >> beam.FlatMap(data_to_groups, layout=layout),
+                spilled | "QueriesToGroups" >> beam.FlatMap(queries_to_groups, layout=layout),
+            )
+            | "AllGroupMembers" >> beam.Flatten()
+            | "GroupByPartition" >> beam.GroupByKey()
+        )
+        return (
+            grouped
+            | "SearchGroups" >> beam.ParDo(SearchGroupFn(config))
+            | "MergeTopK" >> beam.CombinePerKey(MergeTopKFn(config.num_neighbours))
+        )
+
+
+class NeighbourGraph(beam.PTransform):
+    """``(id, vector)`` → ``(id, (neighbour_ids, sims))``, the kNN graph (self excluded)."""
+
+    def __init__(self, config: NeighbourConfig = NeighbourConfig()):
+        super().__init__()
+        self._config = config
+
+    def expand(self, embeddings: beam.PCollection) -> beam.PCollection:
+        return {"data": embeddings, "queries": embeddings} | "KnnJoin" >> KnnJoin(self._config)
+
+
+def knn_graph_in_memory(
+    vectors: np.ndarray, config: NeighbourConfig, *, sample_rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The partitioned self-join in one process, over row numbers (benchmarks, tests).
+
+    The same steps as :class:`NeighbourGraph` (centroids from a sample, home and spill
+    partitions, groups capped at ``max_group_rows``, a ScaNN index per group, exact re-scoring,
+    merge), with row numbers as ids (row order = id order).
+
+    Args:
+        vectors: ``float32 [n, d]`` L2-normalised rows.
+        config: The graph configuration.
+        sample_rows: Rows to fit the centroids on (default: ``centroid_sample_rows`` rows
+            spread evenly over the corpus).
+
+    Returns:
+        ``(neighbours int64 [n, k], sims float32 [n, k], figures)``; missing slots hold ``-1`` /
+        ``-inf``; ``figures`` has ``partitions``, ``groups``, ``max_group_rows`` and
+        ``shuffle_bytes`` (vector bytes sent to the groups, ids as 8 bytes).
+    """
+    n, d = vectors.shape
+    k = config.num_neighbours
+    p = num_partitions(n, config.partition_rows)
+    if sample_rows is None:
+        sample_rows = np.linspace(0, n - 1, min(n, config.centroid_sample_rows)).astype(np.int64)
+    if p == 1:
+        home = np.zeros(n, np.int64)
+        spill = home[:, None]
+    else:
+        centroids = spherical_kmeans(
+            vectors[sample_rows], p, iterations=config.kmeans_iterations, seed=config.seed
+        )
+        home, spill = [], []
+        for start in range(0, n, 65536):
+            h, s = assign_partitions(vectors[start : start + 65536], centroids, config.spill)
+            home.append(h)
+            spill.append(s)
+        home, spill = np.concatenate(home), np.concatenate(spill)
+    best_pos = np.full((n, k), -1, np.int64)
+    best_sim = np.full((n, k), -np.inf, np.float32)
+    row_bytes = d * 4 + 8
+    figures = {"partitions": float(p), "groups": 0.0, "max_group_rows": 0.0, "shuffle_bytes": 0.0}
+    for partition in range(int(home.max()) + 1 if n else 0):
+        data_rows = np.flatnonzero(home == partition)
+        query_rows = np.flatnonzero((spill == partition).any(axis=1))
+        if data_rows.size == 0 or query_rows.size == 0:
+            continue
+        data_shards = math.ceil(data_rows.size / config.max_group_rows)
+        query_shards = math.ceil(query_rows.size / config.max_group_rows)
+        figures["shuffle_bytes"] += row_bytes * (
+            data_rows.size * query_shards + query_rows.size * data_shards
+        )
+        for data_part in np.array_split(data_rows, data_shards):
+            data_vectors = np.ascontiguousarray(vectors[data_part])
+            index = LoadedIndex(build_searcher(data_vectors, config), data_part, data_vectors)
+            for query_part in np.array_split(query_rows, query_shards):
+                figures["groups"] += 1
+                figures["max_group_rows"] = max(figures["max_group_rows"], data_part.size)
+                positions, sims = _search_rows(index, query_part, vectors, k, config)
+                _merge_rows(best_pos, best_sim, query_part, positions, sims, k)
+    return best_pos, best_sim, figures
+
+
+def _search_rows(
+    index: LoadedIndex,
+    query_rows: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    config: NeighbourConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Searches one group by row numbers; returns row-number neighbours and exact sims."""
+    data_rows = index.ids
+    where = np.searchsorted(data_rows, query_rows)
+    where = np.minimum(where, data_rows.size - 1)
+    self_positions = np.where(data_rows[where] == query_rows, where, -1)
+    kk = min(k + 1, data_rows.size)
+    out_pos, out_sim = [], []
+    for start in range(0, query_rows.size, config.query_batch_size):
+        stop = start + config.query_batch_size
+        queries = np.ascontiguousarray(vectors[query_rows[start:stop]])
+        candidates, _ = index.searcher.search_batched(queries, final_num_neighbors=kk)
+        positions, sims = top_k_exact(queries, self_positions[start:stop], index.vectors, candidates, k)
+        out_pos.append(np.where(positions >= 0, data_rows[np.maximum(positions, 0)], -1))
+        out_sim.append(sims)
+    return np.concatenate(out_pos), np.concatenate(out_sim)
+
+
+def _merge_rows(
+    best_pos: np.ndarray,
+    best_sim: np.ndarray,
+    rows: np.ndarray,
+    positions: np.ndarray,
+    sims: np.ndarray,
+    k: int,
+) -> None:
+    """Merges a group's top-k lists into the running ones, in place (ties by row number)."""
+    pos = np.concatenate([best_pos[rows], positions], axis=1)
+    sim = np.concatenate([best_sim[rows], sims], axis=1)
+    tie = np.where(pos >= 0, pos, np.iinfo(np.int64).max)
+    order = np.lexsort((tie, -sim), axis=-1)[:, :k]
+    best_pos[rows] = np.take_along_axis(pos, order, axis=1)
+    best_sim[rows] = np.take_along_axis(sim, order, axis=1)
