@@ -64,6 +64,8 @@ def _summarise(
     confidence: Any = None,
     examples: Sequence[Mapping[str, Any]] = (),
     run: Mapping[str, Any] | None = None,
+    embedded: int = 0,
+    embedding_cache_hits: int = 0,
 ) -> dict[str, Any]:
     counts = RunCounts(
         documents_by_origin=dict(origins),
@@ -87,6 +89,7 @@ def _summarise(
         confidence=confidence,
         examples=examples,
         run=run,
+        embedding={"embedded": embedded, "embedding_cache_hits": embedding_cache_hits},
     )
 
 
@@ -146,8 +149,14 @@ def write_outputs(
     dead_letters: beam.PCollection,
     lf_failures: beam.PCollection,
     fit: Mapping[str, beam.PCollection],
+    embedded: beam.PCollection,
+    embedding_cache_hits: beam.PCollection | None = None,
 ) -> beam.PCollection:
-    """Writes every output to staging, summarises, and commits; returns the output path."""
+    """Writes every output to staging, summarises, and commits; returns the output path.
+
+    ``embedded`` and ``embedding_cache_hits`` hold one element per document embedded by the
+    model and per embedding taken from the cache; only their counts are used.
+    """
     pipeline = labels.pipeline
     staging = plan.staging_dir
     runner = str(pipeline.options.view_as(StandardOptions).runner or "default")
@@ -180,6 +189,7 @@ def write_outputs(
         | "CountByOrigin" >> beam.combiners.Count.PerElement()
         | "DocumentsByOrigin" >> beam.combiners.ToList(),
         "labelled": labels | "CountLabels" >> beam.combiners.Count.Globally(),
+        "embedded": embedded | "CountEmbedded" >> beam.combiners.Count.Globally(),
         "lf_failure_samples": dead_letters
         | "LFFailureSamples" >> beam.Filter(lambda dead: bool(dead.lf))
         | "SampleIds" >> beam.Map(lambda dead: (dead.lf, dead.doc_id))
@@ -200,6 +210,10 @@ def write_outputs(
         | "ConfidenceHistogram"
         >> beam.CombineGlobally(confidence_histogram_fn(plan.cardinality)),
     }
+    if embedding_cache_hits is not None:
+        singletons["embedding_cache_hits"] = (
+            embedding_cache_hits | "CountCacheHits" >> beam.combiners.Count.Globally()
+        )
     if "examples" in fit:
         singletons["examples"] = docs | "ResolveExamples" >> ResolveExamples(fit["examples"])
     side_inputs = {name: beam.pvalue.AsSingleton(pcoll) for name, pcoll in singletons.items()}

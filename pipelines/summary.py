@@ -226,10 +226,13 @@ def build_summary(
     confidence: ConfidenceHistogram | None = None,
     examples: Sequence[Mapping[str, Any]] = (),
     run: Mapping[str, Any] | None = None,
+    embedding: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Assembles ``summary.json``.
 
     Args:
+        embedding: ``{"embedded": rows run through the model, "embedding_cache_hits": rows
+            whose embedding came from the cache}``, added to ``rows``.
         confidence: The labels' confidence histogram, when gathered.
         examples: Example entries with texts (see :mod:`transforms.report_inputs`).
         run: Facts about the run itself (``runner``, ``wall_seconds``, ...), shown as given.
@@ -255,6 +258,7 @@ def build_summary(
             "accounting": counts.accounting_line(),
             "covered": int(extended_stats.covered),
             "covered_before_extension": int(raw_stats.covered),
+            **dict(embedding or {}),
         },
         "coverage": {
             "before_extension": raw_stats.covered / max(raw_stats.n, 1),

@@ -361,6 +361,8 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         lf_failures=applied[LF_FAILURES_TAG],
         docs=docs,
         fit=fit,
+        embedded=embeddings if cache is None else embedded["embedded"],
+        embedding_cache_hits=None if cache is None else embedded["hits"],
     )
 
 

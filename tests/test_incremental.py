@@ -54,6 +54,9 @@ def test_second_run_embeds_only_new_rows_and_labels_like_a_fresh_run(tmp_path, t
           f"rows searched, {counters['cache/graph_reused_rows']} reused")
     assert counters["cache/embedded"] == 2 and counters["cache/embedding_hits"] == 200
     assert counters["cache/graph_searched_rows"] == 2 and counters["cache/graph_reused_rows"] == 200
+    with open(tmp_path / "out2" / "summary.json") as handle:
+        rows_summary = json.load(handle)["rows"]
+    assert (rows_summary["embedded"], rows_summary["embedding_cache_hits"]) == (2, 200)
 
     _, fresh_labels = _run(second, str(dev), str(lfs), tiny_model, str(tmp_path / "out3"), None)
     assert cached_labels.keys() == fresh_labels.keys()
