@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             "triplet_label_model": LabelerConfig(cardinality=k, label_model="triplet"),
             "moments_label_model": LabelerConfig(cardinality=k, label_model="moments"),
             "majority_vote_label_model": LabelerConfig(cardinality=k, label_model="majority_vote"),
+            "selection_error": LabelerConfig(cardinality=k, selection_metric="error"),
+            "selection_balanced_error": LabelerConfig(cardinality=k, selection_metric="balanced_error"),
+            "selection_brier": LabelerConfig(cardinality=k, selection_metric="brier"),
         }
         for name, config in variants.items():
             _, variant = run(config)

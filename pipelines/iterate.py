@@ -173,7 +173,12 @@ class RelabelResult:
 
 
 class Session:
-    """Cached per-document arrays plus the LF set; edits re-apply one LF and relabel."""
+    """Cached per-document arrays plus the LF set; edits re-apply one LF and relabel.
+
+    ``relabel(refit="full")`` runs the core's fit (equal to a pipeline run);
+    ``relabel(refit="fast")`` (the default once a full fit exists) updates only what the edited
+    LFs change and pins the data-wide choices of the last full fit (module doc).
+    """
 
     def __init__(
         self,
@@ -213,18 +218,21 @@ class Session:
         self.gold = gold
         self.eval_gold = eval_gold
         self.split = split
-        self.neighbours = neighbours
-        self.sims = sims
+        self.graph = ReverseGraph.from_neighbours(neighbours, sims)
         self.embeddings = embeddings
         self.config = config
         self.lfs = list(lfs)
-        self.votes = np.ascontiguousarray(votes, VOTE_DTYPE)
-        self.nn_sim = np.empty(votes.shape, np.float32)
-        self.nn_vote = np.empty(votes.shape, VOTE_DTYPE)
+        # Column-major: an edit rewrites one contiguous column.
+        self.votes = np.asfortranarray(votes, VOTE_DTYPE)
+        self.nn_sim = np.empty(votes.shape, np.float32, order="F")
+        self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
         for j in range(votes.shape[1]):
-            self.nn_sim[:, j], self.nn_vote[:, j] = self._nearest_voters(self.votes[:, j])
+            self.nn_sim[:, j], self.nn_vote[:, j] = self.graph.nearest_voters(self.votes[:, j])
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
+        self._gold_rows = self._sample_rows[sample.gold >= 0]
+        self._dev_rows = np.flatnonzero(eval_gold >= 0)
+        self._fast: _FastState | None = None
         self.last_apply_seconds = 0.0
 
     @property
@@ -277,13 +285,6 @@ class Session:
             config=config,
         )
 
-    def _nearest_voters(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One LF's nearest voters from the cached graph."""
-        valid = self.neighbours >= 0
-        neighbour_votes = np.where(valid, column[np.maximum(self.neighbours, 0)], ABSTAIN)
-        nn_sim, nn_vote = nearest_voters(self.sims, neighbour_votes[:, :, np.newaxis])
-        return nn_sim[:, 0], nn_vote[:, 0]
-
     def apply(self, lf: LabelingFunction) -> np.ndarray:
         """One LF's votes over the corpus (vectorised when the LF has a vectorised form)."""
         vectorised = getattr(lf, "vectorised", None)
@@ -298,21 +299,30 @@ class Session:
         return out
 
     def set_lf(self, lf: LabelingFunction) -> None:
-        """Adds ``lf`` (a new name: last column) or replaces the LF of the same name."""
+        """Adds ``lf`` (a new name: last column) or replaces the LF of the same name.
+
+        Applies it (timed in ``last_apply_seconds``) and finds its nearest voters from the
+        cached graph; :meth:`relabel` does the rest.
+        """
         start = time.perf_counter()
         column = self.apply(lf)
         self.last_apply_seconds = time.perf_counter() - start
-        nn_sim, nn_vote = self._nearest_voters(column)
+        nn_sim, nn_vote = self.graph.nearest_voters(column)
         names = self.lf_names
         if lf.name in names:
             j = names.index(lf.name)
             self.lfs[j] = lf
-            self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j] = column, nn_sim, nn_vote
-            return
-        self.lfs.append(lf)
-        self.votes = np.concatenate([self.votes, column[:, None]], axis=1)
-        self.nn_sim = np.concatenate([self.nn_sim, nn_sim[:, None]], axis=1)
-        self.nn_vote = np.concatenate([self.nn_vote, nn_vote[:, None]], axis=1)
+        else:
+            j = len(self.lfs)
+            self.lfs.append(lf)
+            self.votes, self.nn_sim, self.nn_vote = (
+                _append_column(a) for a in (self.votes, self.nn_sim, self.nn_vote)
+            )
+            if self._fast is not None:
+                self._fast.append_lf()
+        self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j] = column, nn_sim, nn_vote
+        if self._fast is not None:
+            self._fast.dirty.add(j)
 
     def remove_lf(self, name: str) -> None:
         """Removes the LF called ``name``.
@@ -325,8 +335,10 @@ class Session:
         j = self.lf_names.index(name)
         del self.lfs[j]
         self.votes, self.nn_sim, self.nn_vote = (
-            np.delete(a, j, axis=1) for a in (self.votes, self.nn_sim, self.nn_vote)
+            np.asfortranarray(np.delete(a, j, axis=1)) for a in (self.votes, self.nn_sim, self.nn_vote)
         )
+        if self._fast is not None:
+            self._fast = self._fast.drop_lf(j) if self.lfs else None
 
     def reorder(self, names: Sequence[str]) -> None:
         """Puts the LF columns in the order of ``names`` (the LF file's order).
@@ -339,12 +351,64 @@ class Session:
         order = [self.lf_names.index(name) for name in names]
         self.lfs = [self.lfs[j] for j in order]
         self.votes, self.nn_sim, self.nn_vote = (
-            np.ascontiguousarray(a[:, order]) for a in (self.votes, self.nn_sim, self.nn_vote)
+            np.asfortranarray(a[:, order]) for a in (self.votes, self.nn_sim, self.nn_vote)
+        )
+        if self._fast is not None:
+            self._fast.reorder(order)
+
+    def relabel(self, refit: str = "fast") -> RelabelResult:
+        """Refits and labels every document.
+
+        Args:
+            refit: ``"full"``: the core's fit, every step (equal to a pipeline run with the
+                session's LF file). ``"fast"``: the thresholds' quantile level, the label
+                model's kind and the end model (weights and blend weight) are pinned to the
+                last full fit; only the edited LFs' thresholds and extended columns, the
+                statistics rows they change, the label model (closed form, from the
+                statistics) and the scores are recomputed. Without a previous full fit
+                ``"fast"`` runs ``"full"``.
+
+        Raises:
+            ValueError: if ``refit`` is neither ``"fast"`` nor ``"full"``.
+        """
+        if refit not in ("fast", "full"):
+            raise ValueError(f"refit={refit!r} is unknown: use 'fast' or 'full'")
+        start = time.perf_counter()
+        if refit == "fast" and self._fast is not None:
+            fitted, labels, stats = self._relabel_fast()
+        else:
+            refit = "full"
+            fitted, labels, stats = self._relabel_full()
+        metrics = self._metrics(labels.label)
+        dev = self._dev_rows
+        m = len(self.lfs)
+        dev_votes = self.votes[dev]
+        raw = LabelStatistics.empty(m, self.config.cardinality).add(dev_votes) if dev.size else None
+        table = lf_analysis(
+            self.lf_names,
+            raw if raw is not None else stats,
+            extended=stats,
+            label_model=fitted.label_model,
+            gold_votes=dev_votes,
+            gold=self.eval_gold[dev],
+        )
+        seconds = time.perf_counter() - start
+        return RelabelResult(self.ids, labels, fitted, table, metrics, seconds, refit)
+
+    def _gold_sample(self) -> FitSample:
+        """The fit sample's gold rows (all that the label model's fit reads row by row)."""
+        rows = self._gold_rows
+        return FitSample(
+            ids=self.ids[rows],
+            votes=self.votes[rows],
+            nn_sim=self.nn_sim[rows],
+            nn_vote=self.nn_vote[rows],
+            embeddings=None,
+            gold=self.gold[rows],
         )
 
-    def relabel(self) -> RelabelResult:
-        """Refits (the core's steps, in order) and labels every document."""
-        start = time.perf_counter()
+    def _relabel_full(self) -> tuple[FittedLabeler, LabelBatch, LabelStatistics]:
+        """The core's fit, step by step (see :mod:`transforms.core.labeler`)."""
         config = self.config
         rows = self._sample_rows
         sample = FitSample(
@@ -357,7 +421,7 @@ class Session:
         )
         m = self.votes.shape[1]
         thresholds = choose_thresholds(sample, config)
-        extended = extend_votes(self.votes, self.nn_sim, self.nn_vote, thresholds)
+        extended = np.asfortranarray(extend_votes(self.votes, self.nn_sim, self.nn_vote, thresholds))
         stats = LabelStatistics.empty(m, config.cardinality)
         for begin in range(0, extended.shape[0], 65536):
             stats.add(extended[begin : begin + 65536])
@@ -372,32 +436,170 @@ class Session:
             config=config,
         )
         labels = label_batch(fitted, self.votes, self.nn_sim, self.nn_vote, self.embeddings)
-        metrics = self._metrics(labels.label)
-        seconds = time.perf_counter() - start
-        dev = self.eval_gold >= 0
-        raw = LabelStatistics.empty(m, config.cardinality).add(self.votes[dev]) if dev.any() else None
-        table = lf_analysis(
-            self.lf_names,
-            raw if raw is not None else stats,
-            extended=stats,
-            label_model=label_model,
-            gold_votes=self.votes[dev],
-            gold=self.eval_gold[dev],
+        end_probs = None
+        if end_model is not None and self.embeddings is not None:
+            end_probs = end_model.predict_proba(self.embeddings)
+        self._fast = _FastState(
+            config=_pinned_config(config, sample, thresholds, label_model),
+            thresholds=thresholds.copy(),
+            extended=extended,
+            stats=LabelStatistics.from_dict(stats.to_dict()),
+            sparse=SparseVotes(extended, config.cardinality),
+            end_model=end_model,
+            end_probs=end_probs,
         )
-        return RelabelResult(self.ids, labels, fitted, table, metrics, seconds)
+        return fitted, labels, stats
+
+    def _relabel_fast(self) -> tuple[FittedLabeler, LabelBatch, LabelStatistics]:
+        """The incremental refit (see :meth:`relabel`)."""
+        fast = self._fast
+        for j in sorted(fast.dirty):
+            fast.update_column(j, self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j], self._sample_rows)
+        fast.dirty.clear()
+        label_model = fit_label_model(fast.stats, self._gold_sample(), fast.thresholds, fast.config)
+        fitted = FittedLabeler(
+            lf_names=tuple(self.lf_names),
+            cardinality=self.config.cardinality,
+            thresholds=fast.thresholds.copy(),
+            label_model=label_model,
+            end_model=fast.end_model,
+            config=fast.config,
+        )
+        return fitted, fast.labels(label_model), fast.stats
 
     def _metrics(self, predicted: np.ndarray) -> dict[str, dict[str, float]]:
         out = {}
+        rows = self._dev_rows
         for split in ("tune", "holdout"):
-            rows = (self.split == split) & (self.eval_gold >= 0)
-            if rows.any():
-                gold, pred = self.eval_gold[rows], predicted[rows]
+            chosen = rows[self.split[rows] == split]
+            if chosen.size:
+                gold, pred = self.eval_gold[chosen], predicted[chosen]
                 out[split] = {
                     "accuracy": accuracy(gold, pred),
                     "macro_f1": macro_f1(gold, pred, self.config.cardinality),
-                    "rows": int(rows.sum()),
+                    "rows": int(chosen.size),
                 }
         return out
+
+
+def _append_column(a: np.ndarray) -> np.ndarray:
+    """``a`` with one more (uninitialised) column, column-major."""
+    out = np.empty((a.shape[0], a.shape[1] + 1), a.dtype, order="F")
+    out[:, :-1] = a
+    return out
+
+
+def _pinned_config(
+    config: LabelerConfig, sample: FitSample, thresholds: np.ndarray, label_model: LabelModel
+) -> LabelerConfig:
+    """The config that reproduces a full fit's data-wide choices: its quantile level (found
+    among the candidates :func:`choose_thresholds` scores) and its label-model kind."""
+    pinned = dataclasses.replace(config, label_model=label_model.kind)
+    if not config.extension or config.thresholds == "none":
+        return pinned
+    for level in dict.fromkeys((config.threshold_quantile, *QUANTILE_GRID)):
+        candidate = quantile_thresholds(sample.votes, sample.nn_sim, level)
+        if np.array_equal(candidate, thresholds):
+            return dataclasses.replace(pinned, thresholds="quantile", threshold_quantile=level)
+    raise ValueError(
+        f"the fitted thresholds {thresholds.tolist()} match no quantile level of "
+        f"{(config.threshold_quantile, *QUANTILE_GRID)}: transforms.core.labeler.choose_thresholds "
+        "changed its candidates; update pipelines.iterate._pinned_config to match"
+    )
+
+
+class _FastState:
+    """What the fast refit keeps between edits: pinned choices, the extended matrix, its
+    statistics and sparse form, the pinned end model's probabilities."""
+
+    def __init__(
+        self,
+        *,
+        config: LabelerConfig,
+        thresholds: np.ndarray,
+        extended: np.ndarray,
+        stats: LabelStatistics,
+        sparse: SparseVotes,
+        end_model: EndModel | None,
+        end_probs: np.ndarray | None,
+    ):
+        self.config = config
+        self.thresholds = thresholds
+        self.extended = extended
+        self.stats = stats
+        self.sparse = sparse
+        self.end_model = end_model
+        self.end_probs = end_probs
+        self.row_votes = (extended != ABSTAIN).sum(axis=1).astype(np.int32)
+        self.dirty: set[int] = set()
+
+    def append_lf(self) -> None:
+        """A new last LF that abstains everywhere (its votes come with :meth:`update_column`)."""
+        self.thresholds = np.r_[self.thresholds, np.float32(np.inf)].astype(np.float32)
+        self.extended = _append_column(self.extended)
+        self.extended[:, -1] = ABSTAIN
+        self.stats = append_lf(self.stats)
+        self.sparse.set_column(self.sparse.num_lfs, self.extended[:, -1])
+
+    def drop_lf(self, j: int) -> "_FastState | None":
+        """Removes LF ``j``; ``None`` when the statistics cannot shrink (one LF left)."""
+        if self.stats.num_lfs < 2:
+            return None
+        self.stats = drop_lf(self.stats, self.extended, j)
+        self.row_votes -= self.extended[:, j] != ABSTAIN
+        self.extended = np.asfortranarray(np.delete(self.extended, j, axis=1))
+        self.thresholds = np.delete(self.thresholds, j)
+        self.sparse.delete(j)
+        self.dirty = {d - (d > j) for d in self.dirty if d != j}
+        return self
+
+    def reorder(self, order: Sequence[int]) -> None:
+        """Puts LF ``order[i]`` at position ``i``."""
+        self.stats = reorder_lfs(self.stats, order)
+        self.extended = np.asfortranarray(self.extended[:, order])
+        self.thresholds = self.thresholds[list(order)]
+        self.sparse.reorder(order)
+        position = {old: new for new, old in enumerate(order)}
+        self.dirty = {position[d] for d in self.dirty}
+
+    def update_column(
+        self, j: int, votes: np.ndarray, nn_sim: np.ndarray, nn_vote: np.ndarray, sample_rows: np.ndarray
+    ) -> None:
+        """Re-thresholds and re-extends LF ``j``; updates the statistics rows it changes."""
+        sample = FitSample(
+            ids=np.empty(sample_rows.size, str),
+            votes=votes[sample_rows, None],
+            nn_sim=nn_sim[sample_rows, None],
+            nn_vote=nn_vote[sample_rows, None],
+            embeddings=None,
+            gold=np.full(sample_rows.size, -1),  # pinned config: no gold-row choice here
+        )
+        self.thresholds[j] = choose_thresholds(sample, self.config)[0]
+        column = extend_votes(votes[:, None], nn_sim[:, None], nn_vote[:, None], self.thresholds[j : j + 1])[:, 0]
+        changed = np.flatnonzero(column != self.extended[:, j])
+        old_rows = self.extended[changed]
+        self.row_votes[changed] += (column[changed] != ABSTAIN).astype(np.int32) - (
+            old_rows[:, j] != ABSTAIN
+        )
+        self.extended[:, j] = column
+        replace_rows(self.stats, old_rows, self.extended[changed])
+        self.sparse.set_column(j, column)
+
+    def labels(self, label_model: LabelModel) -> LabelBatch:
+        """:func:`label_batch` of every row, from the sparse votes and the cached end model."""
+        log_prior = np.zeros(label_model.cardinality) if label_model.hard else np.log(label_model.class_balance)
+        lm = posterior_from_scores(label_model, self.sparse.scores(label_model.weights, log_prior))
+        covered = self.row_votes > 0
+        probs = lm
+        if self.end_probs is not None:
+            probs = blend(lm, self.end_probs, covered, self.end_model.weight)
+        return LabelBatch(
+            extended_votes=self.extended,
+            probs=probs,
+            label=probs.argmax(axis=1),
+            label_model_probs=lm,
+            covered=covered,
+        )
 
 
 def _read_sorted(paths: Sequence[str]) -> pa.Table:

@@ -76,7 +76,9 @@ class WeakLabelOptions:
     )
     num_neighbours: int = _option(20, "Neighbours per document in the kNN graph.")
     label_model: str = _option(
-        "auto", "Label model: auto (triplet; majority vote below 3 LFs), triplet or majority_vote."
+        "auto",
+        "Label model: auto (cross-validated choice of triplet or moments on tuning rows, else "
+        "majority vote), triplet, moments or majority_vote.",
     )
     thresholds: str = _option(
         "auto",

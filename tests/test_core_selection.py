@@ -19,7 +19,7 @@ from transforms.core.labeler import (
     label_batch,
     select_label_model,
 )
-from transforms.core.selection import beats, out_of_fold_proba
+from transforms.core.selection import beats, out_of_fold_proba, row_losses
 from transforms.core.statistics import LabelStatistics, joint_counts
 
 
@@ -82,15 +82,26 @@ def test_out_of_fold_proba_does_not_see_the_held_row():
     assert not np.allclose(model.predict_proba(votes[:300]), oof)
 
 
-def test_beats_is_a_sign_test():
-    base = np.array([True] * 50 + [False] * 50)
-    three_more = base.copy()
-    three_more[50:53] = True
-    assert beats(three_more, base)  # 3 wins, 0 losses: 3 > sqrt(3)
-    mixed = three_more.copy()
-    mixed[[53, 54, 0, 1, 2]] = [True, True, False, False, False]
-    assert not beats(mixed, base)  # 5 wins, 3 losses: 2 < sqrt(8)
+def test_beats_is_a_paired_one_standard_error_test():
+    base = np.array([0.0] * 50 + [1.0] * 50)
+    many = base.copy()
+    many[50:70] = 0.0  # 20 wins, 0 losses
+    assert beats(many, base)
+    mixed = base.copy()
+    mixed[[50, 51, 52, 53, 54, 0, 1, 2]] = [0, 0, 0, 0, 0, 1, 1, 1]  # 5 wins, 3 losses
+    assert not beats(mixed, base)
     assert not beats(base, base)
+
+
+def test_row_losses():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.6, 0.4]])
+    gold = np.array([0, 1, 1, 0])
+    assert row_losses(proba, gold, "error").tolist() == [0, 0, 1, 0]
+    # Class 1 has 2 of 4 rows: weight 4 / (2 · 2) = 1; mean = balanced error = (0 + 1/2) / 2.
+    assert row_losses(proba, gold, "balanced_error").mean() == pytest.approx(0.25)
+    assert row_losses(proba, gold, "brier")[0] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="selection metric 'auc' is unknown"):
+        row_losses(proba, gold, "auc")
 
 
 def test_auto_label_model_falls_back_to_majority_vote_without_evidence():
@@ -99,8 +110,8 @@ def test_auto_label_model_falls_back_to_majority_vote_without_evidence():
     config = LabelerConfig(cardinality=4)
     few = select_label_model(stats, votes[:10], y[:10], config)[0]
     assert few.kind == "majority_vote"  # multi-class, fewer than min_gold gold rows
-    model, correct = select_label_model(stats, votes[:400], y[:400], config)
-    assert model.kind == "moments" and correct.shape == (400,)  # unequal LFs: MV is beaten
+    model, loss = select_label_model(stats, votes[:400], y[:400], config)
+    assert model.kind == "moments" and loss.shape == (400,)  # unequal LFs: MV is beaten
     equal = np.where(votes >= 0, votes, -1)[:, ::3]  # one LF per class: MV is optimal
     stats = LabelStatistics.empty(equal.shape[1], 4).add(equal)
     assert select_label_model(stats, equal[:400], y[:400], config)[0].kind == "majority_vote"
@@ -150,5 +161,7 @@ def test_blend_weight_is_chosen_on_gold_rows_and_round_trips():
 def test_new_config_fields_are_validated():
     with pytest.raises(ValueError, match="end_model_solver='lbfgs' is unknown"):
         LabelerConfig(end_model_solver="lbfgs")
+    with pytest.raises(ValueError, match="selection_metric='auc' is unknown"):
+        LabelerConfig(selection_metric="auc")
     with pytest.raises(ValueError, match="label_model='snorkel' is unknown"):
         LabelerConfig(label_model="snorkel")

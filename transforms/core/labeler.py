@@ -16,19 +16,19 @@ nearest-voter similarity among the rows ``j`` itself voted on ("extend ``j`` as 
 voters are from each other"), with ``q = threshold_quantile`` (0.5) when there are fewer than
 ``min_gold`` gold rows; with enough gold rows each level of :data:`QUANTILE_GRID` (which
 includes "no extension") is scored by ``folds``-fold cross-validation of the label model (of
-the kind chosen at the default level) on the gold rows, and the best level replaces the default only if it wins a sign test against it
-(:func:`transforms.core.selection.beats`).
+the kind chosen at the default level) on the gold rows, and the best level replaces the default only if its per-row loss is lower by more
+than one standard error (:func:`transforms.core.selection.beats`).
 
 Default label model (``label_model="auto"``): with enough gold rows, the better of ``triplet``
-and ``moments`` by cross-validated accuracy on the gold rows, adopted only if it beats majority
-vote by the same sign test; without, ``triplet`` for binary tasks and majority vote for
+and ``moments`` by cross-validated balanced error on the gold rows, adopted only if it beats
+majority vote by the same test; without, ``triplet`` for binary tasks and majority vote for
 multi-class ones (the unsupervised multi-class estimates are worse than majority vote on
 TREC, SemEval and ChemProt: ``benchmarks/README.md``).
 
 Default end-model weight (``end_model_weight=None``): the end model is first trained without
 the gold rows; its predictions on the gold rows and the label model's out-of-fold predictions
-choose ``α`` from :data:`BLEND_GRID` (sign test against :data:`DEFAULT_BLEND`); the final end
-model is then trained with the gold rows, warm-started from the first. Without enough gold rows
+choose ``α`` from :data:`BLEND_GRID` by error (same test against :data:`DEFAULT_BLEND`); the
+final end model is then trained with the gold rows (ridge: sharing the first's Gram matrix). Without enough gold rows
 ``α = DEFAULT_BLEND``.
 
 >>> rng = np.random.default_rng(0)
@@ -68,7 +68,7 @@ from transforms.core.votes import ABSTAIN
 LABEL_MODELS = ("auto", "majority_vote", "triplet", "moments")
 THRESHOLD_MODES = ("auto", "quantile", "none")
 END_MODEL_SOLVERS = ("ridge", "softmax")
-SELECTION_METRICS = ("error", "balanced_error", "brier", "hybrid")
+SELECTION_METRICS = ("auto", "error", "balanced_error", "brier")
 # Candidate quantile levels for the gold-tuned global choice; 1.01 = no extension.
 QUANTILE_GRID = (1.01, 0.9, 0.75, 0.5, 0.25, 0.1)
 _NO_EXTENSION = np.float32(np.inf)
@@ -94,8 +94,12 @@ class LabelerConfig:
         threshold_quantile: The quantile level used without enough gold rows.
         min_gold: Gold rows needed before thresholds are tuned on them.
         folds: Cross-validation folds over the gold rows.
-        selection_metric: Per-row loss every gold-row choice minimises: ``"brier"`` (proper,
-            rewards calibrated posteriors; sensitive to rare classes) or ``"error"`` (0/1).
+        selection_metric: The per-row loss the gold-row choices minimise
+            (:func:`~transforms.core.selection.row_losses`). ``"auto"``: the balanced error for
+            the label model and the extension level (the label model must get rare classes
+            right: it teaches the end model; plain accuracy cannot see them on imbalanced sets
+            such as SMS) and the error for the end-model weight (the final labels); or one of
+            ``"error"``, ``"balanced_error"``, ``"brier"`` for every choice.
         end_model: Train softmax regression on the embeddings of the fit sample.
         end_model_weight: ``α`` in ``probs ∝ label_model^(1-α) · end_model^α`` on covered rows;
             rows without any vote take the end model's probabilities. ``None``: chosen on the
@@ -120,7 +124,7 @@ class LabelerConfig:
     threshold_quantile: float = 0.5
     min_gold: int = 30
     folds: int = 5
-    selection_metric: str = "brier"
+    selection_metric: str = "auto"
     end_model: bool = True
     end_model_weight: float | None = None
     end_model_solver: str = "ridge"
@@ -284,6 +288,13 @@ def quantile_thresholds(votes: np.ndarray, nn_sim: np.ndarray, level: float) -> 
     return out
 
 
+def _metric(config: LabelerConfig, choice: str) -> str:
+    """The loss of one gold-row choice (``"label_model"`` or ``"blend"``) under the config."""
+    if config.selection_metric != "auto":
+        return config.selection_metric
+    return "balanced_error" if choice == "label_model" else "error"
+
+
 def choose_thresholds(sample: FitSample, config: LabelerConfig) -> np.ndarray:
     """Chooses per-LF extension thresholds ``float32 [m]`` (see the module doc)."""
     m = sample.votes.shape[1]
@@ -345,7 +356,7 @@ def select_label_model(
         if gold.shape[0] == 0:
             return np.zeros(0)
         proba = out_of_fold_proba(model, gold_votes, gold, folds, config.gold_strength)
-        return row_losses(proba, gold, "balanced_error" if config.selection_metric == "hybrid" else config.selection_metric)
+        return row_losses(proba, gold, _metric(config, "label_model"))
 
     kind = config.label_model
     if kind != "auto":
@@ -437,7 +448,7 @@ def fit_end_model(
             label_model, extended[gold], sample.gold[gold], folds, config.gold_strength
         )
         loss = {
-            a: row_losses(blend(lm, em, covered[gold], a), sample.gold[gold], "error" if config.selection_metric == "hybrid" else config.selection_metric)
+            a: row_losses(blend(lm, em, covered[gold], a), sample.gold[gold], _metric(config, "blend"))
             for a in dict.fromkeys((DEFAULT_BLEND, *BLEND_GRID))
         }
         alpha = min(loss, key=lambda a: float(loss[a].sum()))
