@@ -22,6 +22,9 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8"],
     "dataflow": ["apache-beam[gcp]==2.77.*"],
+    # The PyTorch reference for tests/test_reference_equivalence.py and the embedder benchmarks.
+    # torch must be the CPU wheel (PyTorch's CPU index), or pip pulls a multi-GB CUDA build.
+    "reference": ["torch==2.13.0", "sentence-transformers==6.2.0", "transformers==5.24.0"],
     # The DagBag import test (tests/test_airflow_dag.py); Airflow recommends its own
     # environment with its constraints file, see docs in README "Run nightly".
     "airflow": [

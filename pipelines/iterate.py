@@ -15,7 +15,7 @@ The results equal a full ``weak_label`` run with the edited LF file over the sam
 
     session = Session.open("cache/")
     session.set_lf(keyword_lf("has_free", ["free"], label=1))
-    result = session.relabel()
+    result = session.relabel(refit="full")
     print(result.format())
 
 CLI: ``epoxy-beam iterate --cache_dir cache/ --labeling_functions lfs.py [--labels_out F]``
@@ -43,16 +43,30 @@ from transforms.cache import read_json
 from transforms.core.analysis import lf_analysis
 from transforms.core.artifacts import MANIFEST_FILE, VOTE_COLUMN_PREFIX, embedding_key
 from transforms.core.document import lf_row
-from transforms.core.extension import extend_votes, nearest_voters
+from transforms.core.end_model import EndModel
+from transforms.core.extension import extend_votes
+from transforms.core.incremental import (
+    ReverseGraph,
+    SparseVotes,
+    append_lf,
+    drop_lf,
+    posterior_from_scores,
+    reorder_lfs,
+    replace_rows,
+)
+from transforms.core.label_models import LabelModel
 from transforms.core.labeler import (
+    QUANTILE_GRID,
     FitSample,
     FittedLabeler,
     LabelBatch,
     LabelerConfig,
+    blend,
     choose_thresholds,
     fit_end_model,
     fit_label_model,
     label_batch,
+    quantile_thresholds,
     select_fit_sample,
 )
 from transforms.core.metrics import accuracy, macro_f1
@@ -140,11 +154,14 @@ class RelabelResult:
 
     Attributes:
         ids: ``str [n]`` document ids (sorted).
-        labels: The :class:`~transforms.core.labeler.LabelBatch` of every document.
-        fitted: The fitted labeler.
+        labels: The :class:`~transforms.core.labeler.LabelBatch` of every document (after a
+            fast refit its ``extended_votes`` is the session's own array, updated in place by
+            later edits: copy it to keep it).
+        fitted: The fitted labeler (``label_batch(fitted, ...)`` reproduces ``labels``).
         lf_table: One row per LF (:func:`transforms.core.analysis.lf_analysis`).
         metrics: ``{split: {"accuracy", "macro_f1", "rows"}}`` of the final labels on dev rows.
-        seconds: Time of the relabel (after the LF was applied).
+        seconds: Time of the relabel (after the LF was applied), LF table and metrics included.
+        refit: ``"fast"`` or ``"full"``: which refit ran.
     """
 
     ids: np.ndarray
@@ -153,6 +170,7 @@ class RelabelResult:
     lf_table: list[dict[str, Any]]
     metrics: dict[str, dict[str, float]]
     seconds: float
+    refit: str = "full"
 
     def format(self) -> str:
         """The LF table and the dev metrics as text."""
@@ -168,7 +186,7 @@ class RelabelResult:
                 f"{split}: accuracy {figures['accuracy']:.3f}, macro F1 {figures['macro_f1']:.3f} "
                 f"(n={figures['rows']})"
             )
-        lines.append(f"relabelled {len(self.ids)} documents in {self.seconds:.3f}s")
+        lines.append(f"relabelled {len(self.ids)} documents in {self.seconds:.3f}s ({self.refit} refit)")
         return "\n".join(lines)
 
 
@@ -443,7 +461,7 @@ class Session:
             config=_pinned_config(config, sample, thresholds, label_model),
             thresholds=thresholds.copy(),
             extended=extended,
-            stats=LabelStatistics.from_dict(stats.to_dict()),
+            stats=stats,
             sparse=SparseVotes(extended, config.cardinality),
             end_model=end_model,
             end_probs=end_probs,
@@ -613,18 +631,19 @@ def _read_sorted(paths: Sequence[str]) -> pa.Table:
 
 def _graph_rows(graph: pa.Table, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour ids → row numbers ``int64 [n, kk]`` (``-1`` padding), sims ``[n, kk]``."""
-    lists = graph.column("neighbour_ids").to_pylist()
-    sims_lists = graph.column("sims").to_pylist()
-    graph_ids = graph.column("id").to_pylist()
-    kk = max((len(row) for row in lists), default=0)
+    lists = graph.column("neighbour_ids").combine_chunks()
+    sims_lists = graph.column("sims").combine_chunks()
+    lengths = lists.value_lengths().fill_null(0).to_numpy().astype(np.int64)
+    kk = int(lengths.max()) if lengths.size else 0
     neighbours = np.full((len(ids), kk), -1, np.int64)
     sims = np.full((len(ids), kk), -np.inf, np.float32)
-    rows = np.searchsorted(ids, np.asarray(graph_ids, dtype=str))
-    for row, neighbour_ids, row_sims in zip(rows, lists, sims_lists):
-        if neighbour_ids:
-            found = np.searchsorted(ids, np.asarray(neighbour_ids, dtype=str))
-            neighbours[row, : len(found)] = found
-            sims[row, : len(found)] = row_sims
+    rows = np.searchsorted(ids, np.asarray(graph.column("id").to_pylist(), dtype=str))
+    flat_ids = np.asarray(lists.flatten().to_pylist(), dtype=str)
+    flat_sims = sims_lists.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    slot = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    owner = np.repeat(rows, lengths)
+    neighbours[owner, slot] = np.searchsorted(ids, flat_ids)
+    sims[owner, slot] = flat_sims
     return neighbours, sims
 
 
@@ -676,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.set_lf(lf)
         print(f"applied {lf.name} in {session.last_apply_seconds:.3f}s")
     session.reorder([lf.name for lf in load_lf_set(args.labeling_functions).lfs])
-    result = session.relabel()
+    result = session.relabel(refit="full")
     print(result.format())
     if args.labels_out:
         table = pa.table({"id": result.ids, "label": result.labels.label.astype(np.int32),

@@ -14,7 +14,7 @@ module updates what depends on it in time proportional to what changed, not to `
   permuted LF set, found generically from the array fields' LF axes.
 * :class:`SparseVotes`: the label matrix as per-LF lists of (row, class), so the label model's
   scores are ``k`` weighted ``bincount`` s over the votes (``O(nnz)``) instead of one-hot
-  matrix products over ``n · m``.
+  matrix products over ``n · m``; :func:`posterior_from_scores` turns them into posteriors.
 
 >>> votes = np.array([[1, -1, 0], [-1, -1, 1], [0, 0, -1]], np.int8)
 >>> stats = LabelStatistics.empty(3, 2).add(votes)
@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from transforms.core.label_models import LabelModel
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN, VOTE_DTYPE
 
@@ -307,3 +308,20 @@ class SparseVotes:
             out[:, y] = np.bincount(rows, weights=table[codes, y], minlength=self.num_rows)
             out[:, y] += log_prior[y]
         return out
+
+
+def posterior_from_scores(model: LabelModel, scores: np.ndarray) -> np.ndarray:
+    """``float32 [n, k]`` posteriors from :meth:`LabelModel.scores`-style log-scores, as
+    :meth:`~transforms.core.label_models.LabelModel.predict_proba` turns them (uniform over
+    the tied top classes for a hard model, softmax otherwise).
+
+    Args:
+        model: The label model the scores come from.
+        scores: ``float64 [n, k]``; modified in place.
+    """
+    if model.hard:
+        top = np.isclose(scores, scores.max(axis=1, keepdims=True))
+        return (top / top.sum(axis=1, keepdims=True)).astype(np.float32)
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    return (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
