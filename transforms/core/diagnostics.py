@@ -235,9 +235,10 @@ def threshold_sweep(
     Each level ``q`` sets LF ``j``'s threshold to the ``q``-quantile of the nearest-voter
     similarity among the rows ``j`` voted on (``q > 1``: no extension), as the core's
     ``choose_thresholds`` does. Coverage is measured on the fit sample; the dev metric is the
-    out-of-fold accuracy on the sample's tuning rows of the label model the core's
-    ``select_label_model`` picks at that level (the criterion ``choose_thresholds`` compares),
-    or ``None`` with fewer than ``folds`` tuning rows.
+    out-of-fold score on the sample's tuning rows (``1 -`` the mean selection loss: accuracy
+    when the selection metric is the error rate, balanced accuracy when it is the balanced
+    error) of the label model the core's ``select_label_model`` picks at that level (the
+    criterion ``choose_thresholds`` compares), or ``None`` with fewer than ``folds`` tuning rows.
 
     Returns:
         ``{"levels", "coverage", "mean_threshold", "cv_accuracy", "chosen_level",
@@ -264,8 +265,8 @@ def threshold_sweep(
         if tuning_rows >= config.folds:
             gold = sample.gold >= 0
             stats = LabelStatistics.empty(extended.shape[1], config.cardinality).add(extended)
-            _, correct = select_label_model(stats, extended[gold], sample.gold[gold], config)
-            out["cv_accuracy"].append(float(correct.mean()))
+            _, loss = select_label_model(stats, extended[gold], sample.gold[gold], config)
+            out["cv_accuracy"].append(1.0 - float(loss.mean()))
         else:
             out["cv_accuracy"].append(None)
         if out["chosen_level"] is None and np.array_equal(thresholds, chosen):
