@@ -150,6 +150,23 @@ def _field_type(field: dataclasses.Field) -> type:
     return {"str": str, "int": int, "float": float, "bool": bool}[str(field.type)]
 
 
+def _stray_values(beam_args: Sequence[str]) -> list[str]:
+    """Values in the Beam arguments that follow no ``--flag`` (e.g. a glob the shell expanded).
+
+    >>> _stray_values(["b.csv", "--project", "p", "--runner=FnApiRunner", "c.csv"])
+    ['b.csv', 'c.csv']
+    """
+    stray, expects_value = [], False
+    for arg in beam_args:
+        if arg.startswith("-"):
+            expects_value = "=" not in arg
+        elif expects_value:
+            expects_value = False
+        else:
+            stray.append(arg)
+    return stray
+
+
 def parse_options(argv: Sequence[str] | None) -> tuple[WeakLabelOptions, list[str]]:
     """Parses the job's options and returns the rest as Beam pipeline arguments.
 
@@ -159,7 +176,14 @@ def parse_options(argv: Sequence[str] | None) -> tuple[WeakLabelOptions, list[st
     Returns:
         ``(options, beam_args)``.
     """
-    known, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    known, beam_args = parser.parse_known_args(argv)
+    stray = _stray_values(beam_args)
+    if stray:
+        parser.error(
+            f"unexpected arguments {stray[:3]}: every value belongs to a --flag; quote globs "
+            "(--input 'data/*.csv') so that the shell does not expand them"
+        )
     return WeakLabelOptions(**vars(known)), beam_args
 
 

@@ -63,3 +63,14 @@ def test_required_options_are_required(capsys):
     with pytest.raises(SystemExit):
         parse_options([])
     assert "--input" in capsys.readouterr().err
+
+
+def test_an_unquoted_glob_expanded_by_the_shell_is_an_error(capsys):
+    with pytest.raises(SystemExit):
+        parse_options(["--input", "a.csv", "b.csv", "--output", "o"])
+    assert "quote globs" in capsys.readouterr().err
+
+
+def test_beam_flags_with_separate_values_pass_through():
+    _, beam_args = parse_options(["--input", "a", "--output", "o", "--project", "p", "--runner", "FnApiRunner"])
+    assert beam_args == ["--project", "p", "--runner", "FnApiRunner"]
