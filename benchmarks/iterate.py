@@ -4,21 +4,26 @@ Usage::
 
     python benchmarks/iterate.py --n 1000000 --lfs 100 [--json OUT] [--full_run_n 2000]
 
-A synthetic corpus of ``n`` texts (8 words each from a 2000-word vocabulary whose words lean to
-one of 2 classes), ``--lfs`` keyword LFs (:func:`pipelines.iterate.keyword_lf`, one word each),
-a kNN graph of 20 neighbours per row drawn inside the row's topic (similarities descending),
-384-d embeddings (topic centre + noise) and 2000 dev rows (half tuning, half held out) are put
-in a :class:`pipelines.iterate.Session` directly (the cache loader is tested in
-``tests/test_iterate.py``). Then one LF is edited (a second keyword added):
+A synthetic corpus of ``n`` texts (8 words each from a 2000-word vocabulary ``w0000..w1999``
+whose words lean to one of 2 classes), ``--lfs`` keyword LFs
+(:func:`pipelines.iterate.keyword_lf`, one word each; zero-padded words, so that an LF matches
+one word, not every word it is a prefix of), a kNN graph of 20 neighbours per row drawn inside
+the row's topic (similarities descending), 384-d embeddings (topic centre + noise) and 2000 dev
+rows (half tuning, half held out) are put in a :class:`pipelines.iterate.Session` directly (the
+cache loader is tested in ``tests/test_iterate.py``). After one full refit (``full_refit_seconds``,
+the pipeline's fit), LF 0 is edited ``--repeats`` times (a second keyword added, a different one
+each time), each followed by ``Session.relabel(refit="fast")``:
 
-* ``apply_seconds``: applying the edited LF (vectorised, pyarrow compute) and its nearest voters;
-* ``relabel_seconds``: :meth:`Session.relabel` (thresholds, statistics, label model, end model,
-  labels of every row, LF table, dev metrics), the median of ``--repeats`` runs.
+* ``apply_seconds``: applying the edited LF (vectorised, pyarrow compute), median;
+* ``relabel_seconds``: everything after the apply until new labels of every row, LF table and
+  dev metrics (nearest voters from the cached graph, threshold, extension, statistics update,
+  label model refit, scores, end-model blend), median; ``relabel_seconds_first`` /
+  ``relabel_seconds_max`` the first and the slowest edit.
 
 ``full_run_seconds``: the same edit done by a full ``weak_label`` pipeline run (FnApiRunner, the
 tiny test model) reading embeddings and graph from ``--cache_dir``, at ``--full_run_n`` rows
-(a full run at ``n`` takes far longer: see the printed note); ``relabel_seconds_at_full_run_n``
-is the session's time at that size, for the ratio.
+(a full run at ``n`` takes far longer); ``relabel_seconds_at_full_run_n`` is the session's fast
+relabel at that size (after a full refit of the cached snapshot), for the ratio.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def synthetic_corpus(n: int, seed: int = 0) -> dict:
     pick = rng.integers(0, VOCABULARY // 2, (n, 8))
     words = np.where(own, np.take(np.stack(class_words), y, axis=0)[np.arange(n)[:, None], pick],
                      rng.integers(0, VOCABULARY, (n, 8)))  # fmt: skip
-    texts = [" ".join(f"w{w}" for w in row) for row in words]
+    texts = [" ".join(f"w{w:04d}" for w in row) for row in words]
     order = np.argsort(topic, kind="stable")
     starts = np.searchsorted(topic[order], np.arange(TOPICS))
     sizes = np.bincount(topic, minlength=TOPICS)
@@ -81,7 +86,7 @@ def build_session(corpus: dict, num_lfs: int, config: LabelerConfig) -> Session:
     dev[np.linspace(0, n - 1, min(n, 2000)).astype(np.int64)] = True
     tune = dev & (np.arange(n) % 2 == 0)
     texts = pa.array(corpus["texts"])
-    lfs = [keyword_lf(f"kw_{j}", [f"w{j}"], j % 2) for j in range(num_lfs)]
+    lfs = [keyword_lf(f"kw_{j}", [word(j)], j % 2) for j in range(num_lfs)]
     votes = np.stack([lf.vectorised(texts) for lf in lfs], axis=1)
     return Session(
         ids=ids,
@@ -99,16 +104,38 @@ def build_session(corpus: dict, num_lfs: int, config: LabelerConfig) -> Session:
     )
 
 
-def time_edit(session: Session, repeats: int) -> tuple[float, float, str]:
-    """Edits LF 0 (adds a keyword), relabels ``repeats`` times; returns apply, relabel, digest."""
-    start = time.perf_counter()
-    session.set_lf(keyword_lf("kw_0", ["w0", "w2"], 0))
-    apply_seconds = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        result = session.relabel()
-        times.append(result.seconds)
-    return apply_seconds, statistics.median(times), result.format()
+def time_edits(session: Session, repeats: int) -> dict:
+    """A full refit, then ``repeats`` edits of LF 0 (a second keyword added, a different one
+    each time), each followed by a fast relabel.
+
+    Returns:
+        ``full_refit_seconds``; per edit the median ``apply_seconds`` (the LF's vectorised
+        apply) and ``relabel_seconds`` (everything after the apply: nearest voters, threshold,
+        extension, statistics, label model, scores of every row, LF table, dev metrics), the
+        first and the slowest edit, and the last result's text.
+    """
+    full = session.relabel(refit="full")
+    applies, relabels = [], []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        session.set_lf(keyword_lf("kw_0", [word(0), word(2 + 2 * repeat)], 0))
+        set_seconds = time.perf_counter() - start
+        result = session.relabel(refit="fast")
+        applies.append(session.last_apply_seconds)
+        relabels.append(set_seconds - session.last_apply_seconds + result.seconds)
+    return {
+        "full_refit_seconds": full.seconds,
+        "apply_seconds": statistics.median(applies),
+        "relabel_seconds": statistics.median(relabels),
+        "relabel_seconds_first": relabels[0],
+        "relabel_seconds_max": max(relabels),
+        "text": result.format(),
+    }
+
+
+def word(j: int) -> str:
+    """The ``j``-th vocabulary word (zero-padded: no word is a substring of another)."""
+    return f"w{j:04d}"
 
 
 def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
@@ -124,9 +151,9 @@ def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
         for i, (text, y) in enumerate(zip(corpus["texts"], corpus["y"])):
             handle.write(json.dumps({"id": f"d{i:08d}", "text": text, "label": int(y)}) + "\n")
     header = "from pipelines.iterate import keyword_lf\n"
-    lines = [f'kw_{j} = keyword_lf("kw_{j}", ["w{j}"], {j % 2})' for j in range(num_lfs)]
+    lines = [f'kw_{j} = keyword_lf("kw_{j}", ["{word(j)}"], {j % 2})' for j in range(num_lfs)]
     edited = list(lines)
-    edited[0] = 'kw_0 = keyword_lf("kw_0", ["w0", "w2"], 0)'
+    edited[0] = f'kw_0 = keyword_lf("kw_0", ["{word(0)}", "{word(2)}"], 0)'
     lf_files = []
     names = ", ".join(f"kw_{j}" for j in range(num_lfs))
     for name, body in (("lfs.py", lines), ("edited.py", edited)):
@@ -142,8 +169,11 @@ def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
     weak_label.run(argv + ["--labeling_functions", lf_files[1], "--output", os.path.join(workdir, "o2")])
     full_seconds = time.perf_counter() - start
     session = Session.open(cache)
-    session.set_lf(keyword_lf("kw_0", ["w0", "w2"], 0))
-    return full_seconds, session.relabel().seconds
+    session.relabel(refit="full")
+    start = time.perf_counter()
+    session.set_lf(keyword_lf("kw_0", [word(0), word(2)], 0))
+    set_seconds = time.perf_counter() - start - session.last_apply_seconds
+    return full_seconds, set_seconds + session.relabel(refit="fast").seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,16 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     config = LabelerConfig(end_model=bool(args.end_model))
     session = build_session(corpus, args.lfs, config)
     open_seconds = time.perf_counter() - start
-    apply_seconds, relabel_seconds, digest = time_edit(session, args.repeats)
-    print("\n".join(digest.splitlines()[-3:]))
-    result = {
-        "n": args.n,
-        "lfs": args.lfs,
-        "end_model": bool(args.end_model),
-        "relabel_seconds": relabel_seconds,
-        "apply_seconds": apply_seconds,
-        "setup_seconds": open_seconds,
-    }
+    timed = time_edits(session, args.repeats)
+    print("\n".join(timed.pop("text").splitlines()[-3:]))
+    result = {"n": args.n, "lfs": args.lfs, "end_model": bool(args.end_model), **timed,
+              "setup_seconds": open_seconds, "load_average_1min": os.getloadavg()[0]}  # fmt: skip
     if args.full_run_n:
         with tempfile.TemporaryDirectory(prefix="epoxy-iterate-bench-") as workdir:
             full_seconds, small_relabel = full_run(args.full_run_n, args.lfs, workdir)
@@ -179,9 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             full_run_n=args.full_run_n,
             relabel_seconds_at_full_run_n=small_relabel,
         )
-    print(f"n={args.n} lfs={args.lfs} end_model={bool(args.end_model)}: relabel {relabel_seconds:.3f}s "
-          f"(median of {args.repeats}), edited LF apply + re-extend {apply_seconds:.3f}s, session setup "
-          f"{open_seconds:.1f}s")
+    print(f"n={args.n} lfs={args.lfs} end_model={bool(args.end_model)}: relabel {result['relabel_seconds']:.3f}s "
+          f"(median of {args.repeats} edits; first {result['relabel_seconds_first']:.3f}s, max "
+          f"{result['relabel_seconds_max']:.3f}s), edited LF apply {result['apply_seconds']:.3f}s, full "
+          f"refit {result['full_refit_seconds']:.1f}s, session setup {open_seconds:.1f}s, load average "
+          f"{result['load_average_1min']:.1f}")
     if args.full_run_n:
         print(f"full pipeline run from cache at n={args.full_run_n}: {result['full_run_seconds']:.1f}s vs "
               f"session relabel {result['relabel_seconds_at_full_run_n']:.3f}s at that n")

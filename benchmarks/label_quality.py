@@ -298,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         "finite_thresholds": float(np.isfinite(fitted.thresholds).mean()),
         "epoxy_minus_best_baseline_test": methods["epoxy"]["test"] - methods[best]["test"],
         "chosen_end_model_weight": float(fitted.end_model.weight) if fitted.end_model else float("nan"),
+        "class_offsets_chosen": float(fitted.end_model is not None and fitted.end_model.offsets is not None),
     }
-    print(f"chosen label model: {fitted.label_model.kind}; best baseline: {best}")
+    offsets = None if fitted.end_model is None or fitted.end_model.offsets is None else fitted.end_model.offsets.tolist()
+    print(f"chosen label model: {fitted.label_model.kind}; class offsets: {offsets}; best baseline: {best}")
     if args.k_sweep:
         for kk in (10, 20, 50, None):
             sims, nvotes = knn_voters(x, votes, kk)
@@ -317,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             "triplet_label_model": LabelerConfig(cardinality=k, label_model="triplet"),
             "moments_label_model": LabelerConfig(cardinality=k, label_model="moments"),
             "majority_vote_label_model": LabelerConfig(cardinality=k, label_model="majority_vote"),
+            "naive_bayes_label_model": LabelerConfig(cardinality=k, label_model="naive_bayes"),
+            "no_class_offsets": LabelerConfig(cardinality=k, class_offsets=False),
             "selection_error": LabelerConfig(cardinality=k, selection_metric="error"),
             "selection_balanced_error": LabelerConfig(cardinality=k, selection_metric="balanced_error"),
             "selection_brier": LabelerConfig(cardinality=k, selection_metric="brier"),

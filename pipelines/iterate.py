@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -46,13 +47,15 @@ from transforms.core.document import lf_row
 from transforms.core.end_model import EndModel
 from transforms.core.extension import extend_votes
 from transforms.core.incremental import (
+    GroupedVotes,
     ReverseGraph,
-    SparseVotes,
     append_lf,
+    blend_with_log,
     drop_lf,
     posterior_from_scores,
     reorder_lfs,
-    replace_rows,
+    replace_column,
+    row_argmax,
 )
 from transforms.core.label_models import LabelModel
 from transforms.core.labeler import (
@@ -61,7 +64,6 @@ from transforms.core.labeler import (
     FittedLabeler,
     LabelBatch,
     LabelerConfig,
-    blend,
     choose_thresholds,
     fit_end_model,
     fit_label_model,
@@ -404,8 +406,8 @@ class Session:
         raw = LabelStatistics.empty(m, self.config.cardinality).add(dev_votes) if dev.size else None
         table = lf_analysis(
             self.lf_names,
-            raw if raw is not None else stats,
-            extended=stats,
+            _marginals_once(raw if raw is not None else stats),
+            extended=_marginals_once(stats),
             label_model=fitted.label_model,
             gold_votes=dev_votes,
             gold=self.eval_gold[dev],
@@ -462,7 +464,7 @@ class Session:
             thresholds=thresholds.copy(),
             extended=extended,
             stats=stats,
-            sparse=SparseVotes(extended, config.cardinality),
+            grouped=GroupedVotes(extended, config.cardinality),
             end_model=end_model,
             end_probs=end_probs,
         )
@@ -500,6 +502,26 @@ class Session:
         return out
 
 
+class _StatisticsView(LabelStatistics):
+    """The same statistics (arrays shared) with ``co_votes`` computed once: ``lf_analysis``
+    reads it once per LF, and each read sums the whole ``[m, k, m, k]`` joint."""
+
+    @functools.cached_property
+    def co_votes(self) -> np.ndarray:  # type: ignore[override]
+        """``int64 [m, m]`` (see :attr:`LabelStatistics.co_votes`)."""
+        return LabelStatistics.co_votes.fget(self)
+
+
+def _marginals_once(stats: LabelStatistics) -> LabelStatistics:
+    """A :class:`_StatisticsView` of ``stats``."""
+    return _StatisticsView(**{field.name: getattr(stats, field.name) for field in dataclasses.fields(stats)})
+
+
+def _class_counts(votes: np.ndarray, cardinality: int) -> np.ndarray:
+    """``int32 [n, k]`` votes per class of each row."""
+    return np.stack([(votes == c).sum(axis=1, dtype=np.int32) for c in range(cardinality)], axis=1)
+
+
 def _append_column(a: np.ndarray) -> np.ndarray:
     """``a`` with one more (uninitialised) column, column-major."""
     out = np.empty((a.shape[0], a.shape[1] + 1), a.dtype, order="F")
@@ -528,7 +550,7 @@ def _pinned_config(
 
 class _FastState:
     """What the fast refit keeps between edits: pinned choices, the extended matrix, its
-    statistics and sparse form, the pinned end model's probabilities."""
+    statistics and grouped codes, the pinned end model's probabilities."""
 
     def __init__(
         self,
@@ -537,7 +559,7 @@ class _FastState:
         thresholds: np.ndarray,
         extended: np.ndarray,
         stats: LabelStatistics,
-        sparse: SparseVotes,
+        grouped: GroupedVotes,
         end_model: EndModel | None,
         end_probs: np.ndarray | None,
     ):
@@ -545,10 +567,12 @@ class _FastState:
         self.thresholds = thresholds
         self.extended = extended
         self.stats = stats
-        self.sparse = sparse
+        self.grouped = grouped
         self.end_model = end_model
         self.end_probs = end_probs
-        self.row_votes = (extended != ABSTAIN).sum(axis=1).astype(np.int32)
+        self.log_end_probs = None if end_probs is None else np.log(np.maximum(end_probs.astype(np.float64), 1e-6))
+        self.class_counts = _class_counts(extended, stats.cardinality)
+        self.covered = self.class_counts.any(axis=1)
         self.dirty: set[int] = set()
 
     def append_lf(self) -> None:
@@ -557,17 +581,20 @@ class _FastState:
         self.extended = _append_column(self.extended)
         self.extended[:, -1] = ABSTAIN
         self.stats = append_lf(self.stats)
-        self.sparse.set_column(self.sparse.num_lfs, self.extended[:, -1])
+        self.grouped = GroupedVotes(self.extended, self.stats.cardinality)
 
     def drop_lf(self, j: int) -> "_FastState | None":
         """Removes LF ``j``; ``None`` when the statistics cannot shrink (one LF left)."""
         if self.stats.num_lfs < 2:
             return None
         self.stats = drop_lf(self.stats, self.extended, j)
-        self.row_votes -= self.extended[:, j] != ABSTAIN
+        column = self.extended[:, j]
+        voted = np.flatnonzero(column != ABSTAIN)
+        self.class_counts[voted, column[voted]] -= 1
+        self.covered = self.class_counts.any(axis=1)
         self.extended = np.asfortranarray(np.delete(self.extended, j, axis=1))
         self.thresholds = np.delete(self.thresholds, j)
-        self.sparse.delete(j)
+        self.grouped = GroupedVotes(self.extended, self.stats.cardinality)
         self.dirty = {d - (d > j) for d in self.dirty if d != j}
         return self
 
@@ -576,7 +603,7 @@ class _FastState:
         self.stats = reorder_lfs(self.stats, order)
         self.extended = np.asfortranarray(self.extended[:, order])
         self.thresholds = self.thresholds[list(order)]
-        self.sparse.reorder(order)
+        self.grouped = GroupedVotes(self.extended, self.stats.cardinality)
         position = {old: new for new, old in enumerate(order)}
         self.dirty = {position[d] for d in self.dirty}
 
@@ -596,25 +623,31 @@ class _FastState:
         column = extend_votes(votes[:, None], nn_sim[:, None], nn_vote[:, None], self.thresholds[j : j + 1])[:, 0]
         changed = np.flatnonzero(column != self.extended[:, j])
         old_rows = self.extended[changed]
-        self.row_votes[changed] += (column[changed] != ABSTAIN).astype(np.int32) - (
-            old_rows[:, j] != ABSTAIN
-        )
+        new_rows = old_rows.copy()
+        new_rows[:, j] = column[changed]
+        counts = self.class_counts[changed]
         self.extended[:, j] = column
-        replace_rows(self.stats, old_rows, self.extended[changed])
-        self.sparse.set_column(j, column)
+        replace_column(self.stats, old_rows, new_rows, j, class_counts=counts)
+        index = np.arange(changed.size)
+        before, after = old_rows[:, j], column[changed]
+        counts[index[before != ABSTAIN], before[before != ABSTAIN]] -= 1
+        counts[index[after != ABSTAIN], after[after != ABSTAIN]] += 1
+        self.class_counts[changed] = counts
+        self.covered[changed] = counts.any(axis=1)
+        self.grouped.replace(j, changed, old_rows[:, j], column[changed])
 
     def labels(self, label_model: LabelModel) -> LabelBatch:
-        """:func:`label_batch` of every row, from the sparse votes and the cached end model."""
+        """:func:`label_batch` of every row, from the grouped votes and the cached end model."""
         log_prior = np.zeros(label_model.cardinality) if label_model.hard else np.log(label_model.class_balance)
-        lm = posterior_from_scores(label_model, self.sparse.scores(label_model.weights, log_prior))
-        covered = self.row_votes > 0
+        lm = posterior_from_scores(label_model, self.grouped.scores(label_model.weights, log_prior))
+        covered = self.covered.copy()
         probs = lm
         if self.end_probs is not None:
-            probs = blend(lm, self.end_probs, covered, self.end_model.weight)
+            probs = blend_with_log(lm, self.end_probs, self.log_end_probs, covered, self.end_model.weight)
         return LabelBatch(
             extended_votes=self.extended,
             probs=probs,
-            label=probs.argmax(axis=1),
+            label=row_argmax(probs),
             label_model_probs=lm,
             covered=covered,
         )

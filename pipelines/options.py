@@ -77,8 +77,10 @@ class WeakLabelOptions:
     num_neighbours: int = _option(20, "Neighbours per document in the kNN graph.")
     label_model: str = _option(
         "auto",
-        "Label model: auto (cross-validated choice of triplet or moments on tuning rows, else "
-        "majority vote), triplet, moments or majority_vote.",
+        "Label model: auto (with enough tuning rows, triplet or moments when cross-validation "
+        "shows they beat naive_bayes, i.e. majority vote refined by the tuning rows; otherwise "
+        "triplet for binary tasks and majority vote for multi-class), triplet, moments, "
+        "naive_bayes or majority_vote.",
     )
     thresholds: str = _option(
         "auto",

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from transforms.core.extension import nearest_voters
 from transforms.core.incremental import (
     ReverseGraph,
-    SparseVotes,
+    GroupedVotes,
     append_lf,
+    blend_with_log,
     drop_lf,
+    posterior_from_scores,
     reorder_lfs,
+    replace_column,
     replace_rows,
 )
-from transforms.core.label_models import fit_triplet
+from transforms.core.labeler import blend
+from transforms.core.label_models import fit_triplet, majority_vote_model
 from transforms.core.statistics import LabelStatistics
 
 
@@ -25,18 +27,24 @@ def _votes(rng, n, m, k, coverage=0.3):
 
 
 @pytest.mark.parametrize("k", [2, 3])
-def test_replace_rows_equals_a_full_recompute_for_random_column_edits(k):
+def test_replace_rows_and_replace_column_equal_a_full_recompute_for_random_column_edits(k):
     rng = np.random.default_rng(k)
     votes = _votes(rng, 300, 6, k)
     stats = LabelStatistics.empty(6, k).add(votes)
+    by_column = LabelStatistics.empty(6, k).add(votes)
+    by_counting = LabelStatistics.empty(6, k).add(votes)
     for _ in range(10):
         j = int(rng.integers(0, 6))
         new = votes.copy()
         new[:, j] = _votes(rng, 300, 1, k, coverage=float(rng.random()))[:, 0]
         changed = np.flatnonzero(new[:, j] != votes[:, j])
         replace_rows(stats, votes[changed], new[changed])
+        counts = np.stack([(votes[changed] == c).sum(axis=1) for c in range(k)], axis=1)
+        replace_column(by_column, votes[changed], new[changed], j, class_counts=counts)
+        replace_column(by_counting, votes[changed], new[changed], j)
         votes = new
         assert stats.to_dict() == LabelStatistics.empty(6, k).add(votes).to_dict()
+        assert by_column.to_dict() == stats.to_dict() == by_counting.to_dict()
 
 
 def test_append_drop_and_reorder_equal_full_recomputes():
@@ -66,13 +74,18 @@ def test_reverse_graph_nearest_voters_equal_the_core_with_ties_padding_and_nan()
     sims[neighbours < 0] = -np.inf
     sims[0, 0] = np.nan
     graph = ReverseGraph.from_neighbours(neighbours, sims)
-    for coverage in (0.0, 0.05, 0.5, 1.0):
+    for coverage in (0.0, 0.01, 0.05, 0.5, 1.0):  # the sparse ones take the reverse edges
         column = _votes(rng, n, 1, 3, coverage)[:, 0]
         neighbour_votes = np.where(neighbours >= 0, column[np.maximum(neighbours, 0)], -1)
         expected_sim, expected_vote = nearest_voters(sims, neighbour_votes[:, :, None])
-        got_sim, got_vote = graph.nearest_voters(column)
-        np.testing.assert_array_equal(got_sim, expected_sim[:, 0])
-        np.testing.assert_array_equal(got_vote, expected_vote[:, 0])
+        voters = np.flatnonzero(column != -1)
+        for got_sim, got_vote in (
+            graph.nearest_voters(column),
+            graph._by_forward_slots(column),
+            graph._by_reverse_edges(column, voters),
+        ):
+            np.testing.assert_array_equal(got_sim, expected_sim[:, 0])
+            np.testing.assert_array_equal(got_vote, expected_vote[:, 0])
 
 
 def test_reverse_graph_rejects_out_of_range_neighbours():
@@ -80,18 +93,44 @@ def test_reverse_graph_rejects_out_of_range_neighbours():
         ReverseGraph.from_neighbours(np.array([[5]]), np.array([[0.5]], np.float32))
 
 
-def test_sparse_scores_equal_the_label_models_scores_after_edits():
-    rng = np.random.default_rng(3)
-    votes = _votes(rng, 500, 5, 2)
-    sparse = SparseVotes(votes, cardinality=2)
-    votes[:, 2] = _votes(rng, 500, 1, 2, 0.6)[:, 0]
-    sparse.set_column(2, votes[:, 2])
-    model = fit_triplet(LabelStatistics.empty(5, 2).add(votes))
-    got = sparse.scores(model.weights, np.log(model.class_balance))
-    np.testing.assert_allclose(got, model.scores(votes), rtol=0, atol=1e-12)
-    sparse.reorder([4, 3, 2, 1, 0])
-    sparse.delete(0)
-    kept = [3, 2, 1, 0]
-    reduced = dataclasses.replace(model, weights=model.weights[kept])
-    got = sparse.scores(reduced.weights, np.log(reduced.class_balance))
-    np.testing.assert_allclose(got, reduced.scores(votes[:, kept]), rtol=0, atol=1e-12)
+@pytest.mark.parametrize("k", [2, 3, 20])
+def test_grouped_scores_equal_the_label_models_scores_after_edits(k):
+    rng = np.random.default_rng(k)
+    votes = _votes(rng, 500, 23, k)
+    grouped = GroupedVotes(votes, cardinality=k)
+    assert grouped.group_size == {2: 10, 3: 8, 20: 3}[k]
+    for j in (0, 9, 10, 22):
+        new = _votes(rng, 500, 1, k, 0.6)[:, 0]
+        rows = np.flatnonzero(new != votes[:, j])
+        grouped.replace(j, rows, votes[rows, j], new[rows])
+        votes[:, j] = new
+    stats = LabelStatistics.empty(23, k).add(votes)
+    model = fit_triplet(stats)
+    got = grouped.scores(model.weights, np.log(model.class_balance))
+    np.testing.assert_allclose(got, model.scores(votes), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["triplet", "majority_vote"])
+def test_posterior_from_scores_equals_predict_proba(kind):
+    rng = np.random.default_rng(4)
+    votes = _votes(rng, 300, 5, 3)
+    model = fit_triplet(LabelStatistics.empty(5, 3).add(votes))
+    if kind == "majority_vote":
+        model = majority_vote_model(5, 3)
+    grouped = GroupedVotes(votes, cardinality=3)
+    log_prior = np.zeros(3) if model.hard else np.log(model.class_balance)
+    got = posterior_from_scores(model, grouped.scores(model.weights, log_prior))
+    np.testing.assert_allclose(got, model.predict_proba(votes), atol=1e-6)
+
+
+def test_blend_with_log_equals_the_labelers_blend():
+    rng = np.random.default_rng(5)
+    lm = rng.dirichlet(np.ones(3), 200).astype(np.float32)
+    em = rng.dirichlet(np.ones(3), 200).astype(np.float32)
+    em[0] = [1.0, 0.0, 0.0]
+    covered = rng.random(200) < 0.7
+    log_em = np.log(np.maximum(em.astype(np.float64), 1e-6))
+    for alpha in (0.0, 0.3, 1.0):
+        np.testing.assert_allclose(
+            blend_with_log(lm, em, log_em, covered, alpha), blend(lm, em, covered, alpha), atol=1e-7
+        )

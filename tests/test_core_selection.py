@@ -1,6 +1,7 @@
 """Round 2 of the numeric core: joint counts, the moments model, gold-row model selection,
 the closed-form end model and the chosen blend weight."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -110,11 +111,15 @@ def test_auto_label_model_falls_back_to_majority_vote_without_evidence():
     config = LabelerConfig(cardinality=4)
     few = select_label_model(stats, votes[:10], y[:10], config)[0]
     assert few.kind == "majority_vote"  # multi-class, fewer than min_gold gold rows
+    # With gold rows the fallback is majority vote refined by them (naive_bayes); on unequal
+    # LFs it learns their accuracies and beats plain majority vote out of fold.
     model, loss = select_label_model(stats, votes[:400], y[:400], config)
-    assert model.kind == "moments" and loss.shape == (400,)  # unequal LFs: MV is beaten
-    equal = np.where(votes >= 0, votes, -1)[:, ::3]  # one LF per class: MV is optimal
-    stats = LabelStatistics.empty(equal.shape[1], 4).add(equal)
-    assert select_label_model(stats, equal[:400], y[:400], config)[0].kind == "majority_vote"
+    assert model.kind == "naive_bayes" and loss.shape == (400,)
+    mv = majority_vote_model(votes.shape[1], 4)
+    mv_loss = row_losses(mv.predict_proba(votes[:400]), y[:400], "balanced_error")
+    assert beats(loss, mv_loss)
+    forced = dataclasses.replace(config, label_model="moments")
+    assert select_label_model(stats, votes[:400], y[:400], forced)[0].kind == "moments"
 
 
 def test_ridge_end_model_is_closed_form_and_serialises():

@@ -10,6 +10,7 @@ import pytest
 from pipelines import cli, weak_label
 from pipelines.iterate import Session, changed_lfs, keyword_lf, lf_fingerprint, regex_lf
 from tests.conftest import LF_SOURCE
+from transforms.core.labeler import LabelerConfig, label_batch
 from transforms.labeling_functions import load_lf_set
 
 EDITED_SOURCE = (
@@ -69,7 +70,7 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
     for lf in changed:
         session.set_lf(lf)
     session.reorder([lf.name for lf in new_lfs])
-    result = session.relabel()
+    result = session.relabel(refit="full")
 
     assert result.ids.tolist() == sorted(full)
     for i, doc_id in enumerate(result.ids):
@@ -92,3 +93,69 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
 def test_open_without_a_snapshot_names_the_fix(tmp_path):
     with pytest.raises(ValueError, match="run the pipeline with --cache_dir first"):
         Session.open(str(tmp_path))
+
+
+def _synthetic_session(config, n=600, num_lfs=8, seed=0):
+    """A small session over random texts (words ``w0..w39`` leaning to the row's class)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    words = np.where(rng.random((n, 6)) < 0.7, 2 * rng.integers(0, 20, (n, 6)) + y[:, None],
+                     rng.integers(0, 40, (n, 6)))  # fmt: skip
+    texts = pa.array([" ".join(f"w{w}x" for w in row) for row in words])
+    same = [np.flatnonzero(y == c) for c in (0, 1)]
+    neighbours = np.stack([rng.choice(same[c], 6) for c in y])
+    neighbours[rng.random(neighbours.shape) < 0.1] = -1
+    sims = np.sort(rng.choice(np.linspace(0.3, 0.9, 7), neighbours.shape), axis=1)[:, ::-1]
+    sims = np.where(neighbours >= 0, sims, -np.inf).astype(np.float32)
+    dev = rng.random(n) < 0.3
+    tune = dev & (rng.random(n) < 0.5)
+    lfs = [keyword_lf(f"kw_{j}", [f"w{j}x"], j % 2) for j in range(num_lfs)]
+    embeddings = (rng.normal(size=(n, 16)) + 2 * y[:, None]).astype(np.float32)
+    return Session(
+        ids=np.asarray([f"d{i:05d}" for i in range(n)]), texts=texts, fields_json=None,
+        gold=np.where(tune, y, -1), eval_gold=np.where(dev, y, -1),
+        split=np.where(tune, "tune", np.where(dev, "holdout", "corpus")),
+        neighbours=neighbours, sims=sims, embeddings=embeddings if config.end_model else None,
+        lfs=lfs, votes=np.stack([lf.vectorised(texts) for lf in lfs], axis=1), config=config,
+    )  # fmt: skip
+
+
+def _edit(session):
+    session.set_lf(keyword_lf("kw_1", ["w1x", "w3x", "w5x"], 1))
+    session.remove_lf("kw_4")
+    session.set_lf(keyword_lf("kw_new", ["w6x", "w8x"], 0))
+    session.reorder(["kw_new"] + [name for name in session.lf_names if name != "kw_new"])
+    session.set_lf(keyword_lf("kw_2", ["w10x"], 0))
+
+
+@pytest.mark.parametrize("label_model", ["triplet", "moments", "majority_vote"])
+def test_fast_refit_equals_full_refit_when_the_choices_are_pinned(label_model):
+    config = LabelerConfig(thresholds="quantile", label_model=label_model, end_model=False)
+    session = _synthetic_session(config)
+    assert session.relabel().refit == "full"  # no full fit yet: fast falls back to full
+    _edit(session)
+    fast = session.relabel(refit="fast")
+    assert fast.refit == "fast"
+    extended = fast.labels.extended_votes.copy()
+    full = session.relabel(refit="full")
+    np.testing.assert_array_equal(fast.fitted.thresholds, full.fitted.thresholds)
+    np.testing.assert_array_equal(extended, full.labels.extended_votes)
+    np.testing.assert_allclose(fast.fitted.label_model.weights, full.fitted.label_model.weights, atol=1e-9)
+    np.testing.assert_array_equal(fast.labels.label, full.labels.label)
+    np.testing.assert_allclose(fast.labels.probs, full.labels.probs, atol=1e-6)
+    np.testing.assert_array_equal(fast.labels.covered, full.labels.covered)
+    assert repr(fast.lf_table) == repr(full.lf_table) and fast.metrics == full.metrics  # NaN-safe
+
+
+def test_fast_refit_labels_equal_label_batch_of_its_fitted_labeler_with_the_pinned_end_model():
+    session = _synthetic_session(LabelerConfig(min_gold=20))
+    first = session.relabel(refit="full")
+    _edit(session)
+    fast = session.relabel()
+    assert fast.fitted.end_model is first.fitted.end_model
+    expected = label_batch(fast.fitted, session.votes, session.nn_sim, session.nn_vote, session.embeddings)
+    np.testing.assert_array_equal(fast.labels.extended_votes, expected.extended_votes)
+    np.testing.assert_allclose(fast.labels.probs, expected.probs, atol=1e-6)
+    np.testing.assert_array_equal(fast.labels.label, expected.label)
+    with pytest.raises(ValueError, match="refit='slow' is unknown"):
+        session.relabel(refit="slow")

@@ -31,12 +31,16 @@ class EndModel:
         scale: Inputs are normalised then multiplied by ``scale``.
         weight: ``α``, the weight of this model against the label model on covered rows
             (chosen by the labeler at fit time).
+        offsets: ``float64 [k]`` log class offsets added to the labeler's final (blended)
+            log-probabilities on every row (chosen by the labeler on the gold rows; ``None`` =
+            no offsets).
     """
 
     weights: np.ndarray
     bias: np.ndarray
     scale: float
     weight: float = 1.0
+    offsets: np.ndarray | None = None
 
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
         """Returns ``float32 [n, k]`` class probabilities."""
@@ -56,6 +60,7 @@ class EndModel:
             "bias": self.bias.tolist(),
             "scale": self.scale,
             "weight": self.weight,
+            "offsets": None if self.offsets is None else self.offsets.tolist(),
         }
 
     @classmethod
@@ -66,6 +71,7 @@ class EndModel:
             bias=np.asarray(d["bias"], np.float32),
             scale=float(d["scale"]),
             weight=float(d.get("weight", 1.0)),
+            offsets=None if d.get("offsets") is None else np.asarray(d["offsets"], np.float64),
         )
 
 

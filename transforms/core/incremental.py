@@ -3,18 +3,21 @@
 When one LF ``j`` is edited, only column ``j`` of the (extended) label matrix changes. This
 module updates what depends on it in time proportional to what changed, not to ``n · m``:
 
-* :class:`ReverseGraph`: the kNN graph inverted once (for each document, the documents that
-  list it as a neighbour), so :meth:`ReverseGraph.nearest_voters` of one LF costs
-  ``O(votes_j · kk)`` instead of ``O(n · kk)`` and equals
-  :func:`transforms.core.extension.nearest_voters`.
+* :class:`ReverseGraph`: the kNN graph prepared once (slots sorted by similarity, and
+  inverted: for each document, the documents that list it as a neighbour), so
+  :meth:`ReverseGraph.nearest_voters` of one LF costs ``O(min(votes_j · kk, n · kk))`` with
+  small constants and equals :func:`transforms.core.extension.nearest_voters`.
 * :func:`replace_rows`: :class:`~transforms.core.statistics.LabelStatistics` updated from the
   rows whose votes changed (subtract their old contribution, add the new one); the result
   equals a full recompute for every field of the statistics (it only uses ``add``).
+  :func:`replace_column` does the same for a one-column change in ``O(rows · m · k)`` (only
+  LF ``j``'s row and column of the pair counts change), falling back to :func:`replace_rows`
+  for fields it does not know.
 * :func:`append_lf`, :func:`drop_lf`, :func:`reorder_lfs`: the statistics of a grown, shrunk or
   permuted LF set, found generically from the array fields' LF axes.
-* :class:`SparseVotes`: the label matrix as per-LF lists of (row, class), so the label model's
-  scores are ``k`` weighted ``bincount`` s over the votes (``O(nnz)``) instead of one-hot
-  matrix products over ``n · m``; :func:`posterior_from_scores` turns them into posteriors.
+* :class:`GroupedVotes`: the label matrix as vote-pattern codes of groups of LFs, so the label
+  model's scores are ``m / g`` table lookups per row instead of ``m · k`` one-hot products;
+  :func:`posterior_from_scores` turns them into posteriors.
 
 >>> votes = np.array([[1, -1, 0], [-1, -1, 1], [0, 0, -1]], np.int8)
 >>> stats = LabelStatistics.empty(3, 2).add(votes)
@@ -36,24 +39,34 @@ from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN, VOTE_DTYPE
 
 
+# The reverse (sorted-edges) search costs about this many forward slot scans per edge.
+_REVERSE_EDGE_COST = 8
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ReverseGraph:
-    """The kNN graph by neighbour: the edges ``target → source`` grouped by ``source``.
+    """The kNN graph kept two ways, to find one LF's nearest voters in the cheaper one.
 
     Attributes:
+        neighbours: ``int32 [n, kk]`` neighbour rows per document, each row's slots by
+            descending similarity; padding (and ``-inf``/NaN edges) point at row ``n`` (an
+            always-abstaining sentinel).
+        sims: ``float32 [n, kk]`` their similarities (padding ``-inf``).
         indptr: ``int64 [n + 1]``: the edges of document ``v`` (documents listing ``v`` as a
             neighbour) are ``indptr[v]:indptr[v + 1]``.
         targets: ``int32 [e]`` the documents listing ``v``.
-        sims: ``float32 [e]`` their similarity to ``v`` (``-inf``/NaN edges are dropped).
+        target_sims: ``float32 [e]`` their similarity to ``v``.
     """
 
+    neighbours: np.ndarray
+    sims: np.ndarray
     indptr: np.ndarray
     targets: np.ndarray
-    sims: np.ndarray
+    target_sims: np.ndarray
 
     @classmethod
     def from_neighbours(cls, neighbours: np.ndarray, sims: np.ndarray) -> "ReverseGraph":
-        """Inverts ``neighbours int [n, kk]`` (``-1`` = none) with ``sims float32 [n, kk]``.
+        """Builds both forms from ``neighbours int [n, kk]`` (``-1`` = none) and ``sims``.
 
         Edges without a neighbour or with a ``-inf``/NaN similarity are dropped: they never
         make a nearest voter (:func:`~transforms.core.extension.nearest_voters` ignores them).
@@ -67,21 +80,28 @@ class ReverseGraph:
             raise ValueError(
                 f"neighbours {neighbours.shape} and sims {sims.shape} must both be [n, kk]"
             )
-        n = neighbours.shape[0]
+        n, kk = neighbours.shape
         if neighbours.size and int(neighbours.max()) >= n:
             raise ValueError(
                 f"neighbour row {int(neighbours.max())} is out of range for {n} rows: neighbours "
                 "must be row numbers of the same matrix (-1 = none)"
             )
-        flat_sources = neighbours.ravel()
-        flat_sims = sims.ravel()
-        keep = np.flatnonzero((flat_sources >= 0) & (flat_sims > -np.inf))  # NaN: False
-        sources = flat_sources[keep]
-        order = np.argsort(sources, kind="stable")
-        targets = (keep[order] // max(neighbours.shape[1], 1)).astype(np.int32)
+        valid = (neighbours >= 0) & (sims > -np.inf)  # NaN: False
+        sims = np.where(valid, sims, -np.inf).astype(np.float32)
+        order = np.argsort(-sims, axis=1, kind="stable")
+        forward = np.take_along_axis(np.where(valid, neighbours, n), order, axis=1).astype(np.int32)
+        keep = np.flatnonzero(valid.ravel())
+        sources = neighbours.ravel()[keep]
+        by_source = np.argsort(sources, kind="stable")
         indptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
-        return cls(indptr=indptr, targets=targets, sims=flat_sims[keep][order])
+        return cls(
+            neighbours=forward,
+            sims=np.take_along_axis(sims, order, axis=1),
+            indptr=indptr,
+            targets=(keep[by_source] // max(kk, 1)).astype(np.int32),
+            target_sims=sims.ravel()[keep][by_source],
+        )
 
     @property
     def num_rows(self) -> int:
@@ -91,6 +111,9 @@ class ReverseGraph:
     def nearest_voters(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One LF's nearest voters, equal to :func:`~transforms.core.extension.nearest_voters`.
 
+        Scans the voters' reverse edges when they are few, else every document's neighbour
+        slots.
+
         Args:
             column: ``int8 [n]`` the LF's votes.
 
@@ -99,35 +122,69 @@ class ReverseGraph:
             similar neighbour that voted (``-inf`` if none) and its vote (``-1`` when voters
             with different votes share the best similarity).
         """
+        column = np.asarray(column)
+        voters = np.flatnonzero(column != ABSTAIN)
+        edges = int((self.indptr[voters + 1] - self.indptr[voters]).sum())
+        if edges * _REVERSE_EDGE_COST < self.neighbours.size:
+            return self._by_reverse_edges(column, voters)
+        return self._by_forward_slots(column)
+
+    def _by_forward_slots(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slots are sorted by similarity: the first voting slot is the nearest voter."""
         n = self.num_rows
         nn_sim = np.full(n, -np.inf, np.float32)
         nn_vote = np.full(n, ABSTAIN, VOTE_DTYPE)
-        voters = np.flatnonzero(np.asarray(column) != ABSTAIN)
+        if self.neighbours.shape[1] == 0:
+            return nn_sim, nn_vote
+        votes = np.append(column.astype(VOTE_DTYPE), VOTE_DTYPE(ABSTAIN))[self.neighbours]
+        voted = votes != ABSTAIN
+        first = voted.argmax(axis=1)
+        rows = np.flatnonzero(voted[np.arange(n), first])
+        slot = first[rows]
+        nn_sim[rows] = self.sims[rows, slot]
+        nn_vote[rows] = votes[rows, slot]
+        # Voters sharing the best similarity follow it: settle the rows where they disagree.
+        best = nn_sim[rows, None]
+        tied = (self.sims[rows] == best) & voted[rows] & (votes[rows] != nn_vote[rows, None])
+        nn_vote[rows[tied.any(axis=1)]] = ABSTAIN
+        nn_vote[rows[~np.isfinite(best[:, 0])]] = ABSTAIN
+        return nn_sim, nn_vote
+
+    def _by_reverse_edges(self, column: np.ndarray, voters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Groups the voters' reverse edges by target; the best similarity per target wins."""
+        n = self.num_rows
+        nn_sim = np.full(n, -np.inf, np.float32)
+        nn_vote = np.full(n, ABSTAIN, VOTE_DTYPE)
         starts, stops = self.indptr[voters], self.indptr[voters + 1]
         lengths = stops - starts
         total = int(lengths.sum())
         if total == 0:
             return nn_sim, nn_vote
         # Edge positions of every voter, concatenated (a vectorised ranges gather).
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        edges = offsets + np.arange(total)
+        edges = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         targets = self.targets[edges]
-        sims = self.sims[edges]
-        votes = np.repeat(np.asarray(column)[voters], lengths)
-        order = np.lexsort((votes, sims, targets))
+        sims = self.target_sims[edges]
+        votes = np.repeat(column[voters], lengths)
+        # One sort key: target, then similarity (float bits made order-preserving).
+        bits = sims.view(np.uint32)
+        ordered = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31))
+        order = np.argsort((targets.astype(np.uint64) << np.uint64(32)) | ordered)
         targets, sims, votes = targets[order], sims[order], votes[order]
         last = np.flatnonzero(np.r_[targets[1:] != targets[:-1], True])
         best_sim = sims[last]
-        best_vote = votes[last]  # the highest vote at the best similarity
         group = np.repeat(np.arange(last.size), np.diff(np.r_[-1, last]))
-        # Sorted by similarity within a target: its best edges are the last ones of its group.
+        # Sorted by similarity within a target: its best edges are the last ones of its group;
+        # the other edges get neutral votes, so each segment from one run start to the next
+        # reduces to its run's lowest / highest vote.
         at_best = sims == best_sim[group]
         same_run = np.r_[False, at_best[:-1] & (group[1:] == group[:-1])]
-        low_vote = votes[np.flatnonzero(at_best & ~same_run)]  # the lowest vote at the best
+        starts = np.flatnonzero(at_best & ~same_run)
+        low = np.minimum.reduceat(np.where(at_best, votes, np.iinfo(VOTE_DTYPE).max), starts)
+        high = np.maximum.reduceat(np.where(at_best, votes, np.iinfo(VOTE_DTYPE).min), starts)
         rows = targets[last]
         nn_sim[rows] = best_sim
-        agree = (low_vote == best_vote) & np.isfinite(best_sim)
-        nn_vote[rows] = np.where(agree, best_vote, ABSTAIN)
+        agree = (low == high) & np.isfinite(best_sim)
+        nn_vote[rows] = np.where(agree, high, ABSTAIN)
         return nn_sim, nn_vote
 
 
@@ -154,6 +211,104 @@ def replace_rows(stats: LabelStatistics, old: np.ndarray, new: np.ndarray) -> La
     for name in LabelStatistics._ARRAYS:
         getattr(stats, name).__iadd__(getattr(added, name) - getattr(removed, name))
     return stats
+
+
+# The LabelStatistics fields replace_column knows how to update column by column; any other
+# field (added to the statistics later) makes it fall back to the generic replace_rows.
+_KNOWN_FIELDS = ("num_lfs", "cardinality", "n", "covered", "joint", "overlaps", "conflicts")
+
+
+def replace_column(
+    stats: LabelStatistics,
+    old: np.ndarray,
+    new: np.ndarray,
+    j: int,
+    class_counts: np.ndarray | None = None,
+) -> LabelStatistics:
+    """:func:`replace_rows` for rows that differ in column ``j`` only, in ``O(r · m)``.
+
+    Only LF ``j``'s row and column of ``joint`` change, so they are counted directly instead of
+    recounting every vote pair of the rows. ``overlaps`` and ``conflicts`` of the other LFs
+    change only on rows whose "more than one vote" / "a vote other than class c" flags flip,
+    so only those rows are recounted. Falls back to :func:`replace_rows` if the statistics
+    have fields this function does not know.
+
+    Args:
+        stats: Statistics that include the rows ``old``.
+        old: ``int [r, m]`` the rows as they were added.
+        new: ``int [r, m]`` the same rows now (equal to ``old`` outside column ``j``).
+        j: The changed column.
+        class_counts: ``int [r, k]`` votes per class of each ``old`` row, if known (saves a
+            pass over the rows).
+
+    Returns:
+        ``stats``.
+
+    Raises:
+        ValueError: if the row blocks differ in shape.
+    """
+    if tuple(field.name for field in dataclasses.fields(stats)) != _KNOWN_FIELDS:
+        return replace_rows(stats, old, new)
+    old, new = np.asarray(old), np.asarray(new)
+    if old.shape != new.shape:
+        raise ValueError(f"old rows {old.shape} and new rows {new.shape} must have one shape")
+    m, k = stats.num_lfs, stats.cardinality
+    before, after = old[:, j].astype(np.int64), new[:, j].astype(np.int64)
+    others = old.copy()
+    others[:, j] = ABSTAIN
+    rows, cols = np.nonzero(others != ABSTAIN)
+    cell = cols.astype(np.int64) * k + others[rows, cols]
+    delta = np.zeros((k, m * k), np.int64)  # LF j's class × (LF l, class c')
+    for votes_j, sign in ((after, 1), (before, -1)):
+        use = votes_j[rows] != ABSTAIN
+        delta += sign * np.bincount(
+            votes_j[rows[use]] * (m * k) + cell[use], minlength=k * m * k
+        ).reshape(k, m * k)
+    delta = delta.reshape(k, m, k)
+    stats.joint[j] += delta
+    stats.joint[:, :, j, :] += delta.transpose(1, 2, 0)
+    for votes_j, sign in ((after, 1), (before, -1)):
+        counts = np.bincount(votes_j[votes_j != ABSTAIN], minlength=k)
+        stats.joint[j, np.arange(k), j, np.arange(k)] += sign * counts
+    _replace_row_fields(stats, others, before, after, j, class_counts)
+    return stats
+
+
+def _replace_row_fields(
+    stats: LabelStatistics,
+    others: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    j: int,
+    class_counts: np.ndarray | None,
+) -> None:
+    """Updates ``covered``, ``overlaps`` and ``conflicts`` (as ``LabelStatistics.add`` counts
+    them: a vote overlaps if its row has another vote, conflicts if its row has a vote of
+    another class) for rows whose column ``j`` goes ``before`` → ``after``."""
+    k = stats.cardinality
+    if class_counts is None:
+        class_counts = np.stack([(others == c).sum(axis=1) for c in range(k)], axis=1)
+        class_counts += before[:, None] == np.arange(k)
+    old_counts = np.asarray(class_counts, np.int64)
+    new_counts = old_counts - (before[:, None] == np.arange(k)) + (after[:, None] == np.arange(k))
+    flags = []
+    for counts in (old_counts, new_counts):
+        total = counts.sum(axis=1)
+        # [r, 1 + k]: more than one vote; a vote of a class other than c (c = 0..k-1).
+        flags.append((total > 0, np.concatenate([(total > 1)[:, None], total[:, None] > counts], 1)))
+    (old_covered, old_flags), (new_covered, new_flags) = flags
+    stats.covered += int(new_covered.sum()) - int(old_covered.sum())
+    index = np.arange(before.size)
+    for votes_j, row_flags, sign in ((after, new_flags, 1), (before, old_flags, -1)):
+        voted = votes_j != ABSTAIN
+        stats.overlaps[j] += sign * int(row_flags[voted, 0].sum())
+        stats.conflicts[j] += sign * int(row_flags[index[voted], 1 + votes_j[voted]].sum())
+    flipped = np.flatnonzero((old_flags != new_flags).any(axis=1))
+    block = others[flipped]
+    change = new_flags[flipped].astype(np.int64) - old_flags[flipped]
+    stats.overlaps += ((block != ABSTAIN) * change[:, :1]).sum(axis=0)
+    for c in range(k):
+        stats.conflicts += ((block == c) * change[:, 1 + c : 2 + c]).sum(axis=0)
 
 
 def _lf_axes(num_lfs: int, cardinality: int) -> dict[str, tuple[int, ...]]:
@@ -236,63 +391,46 @@ def reorder_lfs(stats: LabelStatistics, order: Sequence[int]) -> LabelStatistics
     return _relabel_axes(stats, stats.num_lfs, index)
 
 
-class SparseVotes:
-    """A label matrix ``[n, m]`` kept as per-LF (rows, classes) lists, for ``O(nnz)`` scoring.
+class GroupedVotes:
+    """A label matrix ``[n, m]`` kept as per-group vote-pattern codes, for fast scoring.
 
-    >>> sparse = SparseVotes(np.array([[1, -1], [0, 1], [-1, -1]], np.int8), cardinality=2)
+    The LFs are cut into groups of ``g`` (the most whose ``(k + 1)^g`` patterns fit a
+    ``uint16``: 10 LFs for ``k = 2``); each row stores one code per group. A weight table then
+    scores every pattern of a group at once (``(k + 1)^g · k`` additions), and a row's score is
+    ``m / g`` table lookups instead of ``m`` one-hot products. An edit of one column updates
+    its group's codes on the changed rows only.
+
+    >>> grouped = GroupedVotes(np.array([[1, -1], [0, 1], [-1, -1]], np.int8), cardinality=2)
     >>> weights = np.zeros((2, 2, 2)); weights[:, 1, 1] = 1.0  # +1 to class 1 per vote for 1
-    >>> sparse.scores(weights, np.zeros(2)).tolist()
+    >>> grouped.scores(weights, np.zeros(2)).tolist()
     [[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
     """
 
     def __init__(self, votes: np.ndarray, cardinality: int):
-        """Builds the lists from ``int [n, m]`` votes."""
+        """Encodes ``int [n, m]`` votes in ``-1..cardinality-1``."""
         votes = np.asarray(votes)
-        self.num_rows = int(votes.shape[0])
+        self.num_rows, self.num_lfs = (int(x) for x in votes.shape)
         self.cardinality = int(cardinality)
-        self._rows: list[np.ndarray] = []
-        self._classes: list[np.ndarray] = []
-        for j in range(votes.shape[1]):
-            self._rows.append(np.empty(0, np.int32))
-            self._classes.append(np.empty(0, VOTE_DTYPE))
-            self.set_column(j, votes[:, j])
-        self._flat: tuple[np.ndarray, np.ndarray] | None = None
+        states = self.cardinality + 1
+        self.group_size = max(1, int(np.floor(np.log(65536) / np.log(states) + 1e-9)))
+        self.codes = []
+        for begin in range(0, self.num_lfs, self.group_size):
+            code = np.zeros(self.num_rows, np.int64)
+            for j in range(begin, min(begin + self.group_size, self.num_lfs)):
+                code = code * states + (votes[:, j].astype(np.int64) + 1)
+            self.codes.append(code.astype(np.uint16))
 
-    @property
-    def num_lfs(self) -> int:
-        """``m``."""
-        return len(self._rows)
+    def _place(self, j: int) -> tuple[int, int]:
+        """``(group, multiplier)`` of LF ``j``'s digit in its group's code."""
+        group, position = divmod(j, self.group_size)
+        width = min(self.group_size, self.num_lfs - group * self.group_size)
+        return group, (self.cardinality + 1) ** (width - 1 - position)
 
-    def set_column(self, j: int, column: np.ndarray) -> None:
-        """Replaces LF ``j``'s votes (``j = m`` appends a column)."""
-        rows = np.flatnonzero(np.asarray(column) != ABSTAIN).astype(np.int32)
-        classes = np.asarray(column)[rows].astype(VOTE_DTYPE)
-        if j == len(self._rows):
-            self._rows.append(rows)
-            self._classes.append(classes)
-        else:
-            self._rows[j], self._classes[j] = rows, classes
-        self._flat = None
-
-    def delete(self, j: int) -> None:
-        """Removes LF ``j``."""
-        del self._rows[j], self._classes[j]
-        self._flat = None
-
-    def reorder(self, order: Sequence[int]) -> None:
-        """Puts LF ``order[i]`` at position ``i``."""
-        self._rows = [self._rows[j] for j in order]
-        self._classes = [self._classes[j] for j in order]
-        self._flat = None
-
-    def _flat_votes(self) -> tuple[np.ndarray, np.ndarray]:
-        """All votes: ``(rows int32 [nnz], codes int32 [nnz])`` with ``code = j · k + class``."""
-        if self._flat is None:
-            k = self.cardinality
-            codes = [j * k + c.astype(np.int32) for j, c in enumerate(self._classes)]
-            rows = np.concatenate(self._rows) if self._rows else np.empty(0, np.int32)
-            self._flat = (rows, np.concatenate(codes) if codes else np.empty(0, np.int32))
-        return self._flat
+    def replace(self, j: int, rows: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """LF ``j``'s votes at ``rows`` change from ``old`` to ``new``."""
+        group, multiplier = self._place(j)
+        delta = (np.asarray(new, np.int64) - np.asarray(old, np.int64)) * multiplier
+        self.codes[group][rows] = (self.codes[group][rows].astype(np.int64) + delta).astype(np.uint16)
 
     def scores(self, weights: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
         """``float64 [n, k]``: ``log_prior[y] + Σ_j weights[j, λ_j, y]`` (abstains add 0).
@@ -301,12 +439,17 @@ class SparseVotes:
             weights: ``[m, k, k]`` the label model's table ``W[j, c, y]``.
             log_prior: ``[k]``.
         """
-        rows, codes = self._flat_votes()
-        table = np.asarray(weights, np.float64).reshape(-1, self.cardinality)
-        out = np.empty((self.num_rows, self.cardinality), np.float64)
-        for y in range(self.cardinality):
-            out[:, y] = np.bincount(rows, weights=table[codes, y], minlength=self.num_rows)
-            out[:, y] += log_prior[y]
+        k = self.cardinality
+        padded = np.zeros((self.num_lfs, k + 1, k), np.float64)  # state 0 = abstain
+        padded[:, 1:, :] = weights
+        out = np.zeros((self.num_rows, k), np.float64)
+        out += np.asarray(log_prior, np.float64)
+        for group, code in enumerate(self.codes):
+            begin = group * self.group_size
+            table = padded[begin]
+            for j in range(begin + 1, min(begin + self.group_size, self.num_lfs)):
+                table = (table[:, None, :] + padded[j][None, :, :]).reshape(-1, k)
+            out += np.take(table, code, axis=0)
         return out
 
 
@@ -319,9 +462,57 @@ def posterior_from_scores(model: LabelModel, scores: np.ndarray) -> np.ndarray:
         model: The label model the scores come from.
         scores: ``float64 [n, k]``; modified in place.
     """
+    top = _row_reduce(np.maximum, scores)
     if model.hard:
-        top = np.isclose(scores, scores.max(axis=1, keepdims=True))
-        return (top / top.sum(axis=1, keepdims=True)).astype(np.float32)
-    scores -= scores.max(axis=1, keepdims=True)
+        tied = np.isclose(scores, top[:, None])
+        return (tied / _row_reduce(np.add, tied.astype(np.int64))[:, None]).astype(np.float32)
+    scores -= top[:, None]
     np.exp(scores, out=scores)
-    return (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
+    scores /= _row_reduce(np.add, scores)[:, None]
+    return scores.astype(np.float32)
+
+
+def row_argmax(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(axis=1)`` (ties go to the lowest column) as column operations.
+
+    >>> row_argmax(np.array([[0.2, 0.8], [0.5, 0.5], [0.3, 0.1]])).tolist()
+    [1, 0, 0]
+    """
+    best = values[:, 0].copy()
+    out = np.zeros(values.shape[0], np.int64)
+    for c in range(1, values.shape[1]):
+        better = values[:, c] > best
+        out[better] = c
+        np.maximum(best, values[:, c], out=best)
+    return out
+
+
+def _row_reduce(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+    """``ufunc.reduce(values, axis=1)`` as ``k - 1`` column operations (faster for small k)."""
+    out = values[:, 0].copy()
+    for c in range(1, values.shape[1]):
+        ufunc(out, values[:, c], out=out)
+    return out
+
+
+def blend_with_log(
+    lm: np.ndarray, em: np.ndarray, log_em: np.ndarray, covered: np.ndarray, alpha: float
+) -> np.ndarray:
+    """:func:`transforms.core.labeler.blend` with the end model's log-probabilities given.
+
+    Args:
+        lm: ``float32 [n, k]`` label-model posteriors.
+        em: ``float32 [n, k]`` end-model probabilities.
+        log_em: ``log(max(float64(em), 1e-6))``, cached while the end model is fixed.
+        covered: ``bool [n]``.
+        alpha: The end model's weight.
+
+    Returns:
+        ``float32 [n, k]``.
+    """
+    mixed = np.log(np.maximum(np.asarray(lm, np.float64), 1e-6))
+    mixed *= 1 - alpha
+    mixed += alpha * log_em
+    np.exp(mixed, out=mixed)
+    mixed /= _row_reduce(np.add, mixed)[:, None]
+    return np.where(covered[:, None], mixed, np.asarray(em, np.float64)).astype(np.float32)

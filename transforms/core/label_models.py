@@ -18,6 +18,9 @@ vectorised weight lookup: ``score[y] = log π_y + Σ_j W[j, λ_j, y]``, ``probs 
   ``P(λ_i = c, λ_j = c') = p_ic p_jc' Σ_y θ_ic[y] θ_jc'[y] / π_y`` for ``i ≠ j``. The ``θ`` are
   fitted by weighted least squares on these "lifts" (weight = expected co-vote count), so every
   class pair (not only one-vs-rest) and every unipolar LF informs the fit.
+* ``naive_bayes``: majority vote's assumption as the unsupervised estimate (every LF has
+  ``P(Y = c | λ_j = c) = DEFAULT_ACCURACY``), so with dev labels it is "majority vote that
+  learns from the dev rows which LFs to trust" (:func:`fit_naive_bayes`).
 * Dev labels (rows with gold in the fit sample) refine the estimates by Dirichlet shrinkage:
   ``P(Y | λ_j = c) = (gold counts + s · unsupervised estimate) / (gold votes + s)``, so an LF
   with few gold-labelled votes keeps its unsupervised estimate.
@@ -508,3 +511,34 @@ def fit_moments(
     if gold is not None and gold_votes is not None and len(gold) > 0:
         prec = shrink_with_gold(prior, np.asarray(gold_votes), np.asarray(gold), gold_strength)
     return model_from_precision("moments", prec, pi, lf_accuracies(stats, prec), prior)
+
+
+def fit_naive_bayes(
+    stats: LabelStatistics,
+    *,
+    class_balance: np.ndarray | None = None,
+    gold_votes: np.ndarray | None = None,
+    gold: np.ndarray | None = None,
+    gold_strength: float = 10.0,
+) -> LabelModel:
+    """Naive Bayes whose unsupervised estimate is majority vote's assumption, refined by gold.
+
+    Every LF starts at ``P(Y = c | λ_j = c) =`` :data:`DEFAULT_ACCURACY` (equal weights, as
+    majority vote; :func:`default_precision`), and the gold rows move each LF's table by
+    Dirichlet shrinkage. Where the unsupervised models are worse than majority vote (sparse,
+    unipolar multi-class LFs) this is "majority vote that learns from the gold rows which LFs
+    to trust".
+
+    Raises:
+        ValueError: if ``stats.n == 0`` or ``class_balance`` is invalid.
+    """
+    if stats.n == 0:
+        raise ValueError("cannot fit a label model on 0 rows: the statistics are empty")
+    pi = resolve_class_balance(stats, class_balance, gold)
+    if pi is None:
+        pi = np.full(stats.cardinality, 1.0 / stats.cardinality)
+    prior = default_precision(stats, pi)
+    prec = prior
+    if gold is not None and gold_votes is not None and len(gold) > 0:
+        prec = shrink_with_gold(prior, np.asarray(gold_votes), np.asarray(gold), gold_strength)
+    return model_from_precision("naive_bayes", prec, pi, lf_accuracies(stats, prec), prior)

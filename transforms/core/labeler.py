@@ -21,15 +21,27 @@ than one standard error (:func:`transforms.core.selection.beats`).
 
 Default label model (``label_model="auto"``): with enough gold rows, the better of ``triplet``
 and ``moments`` by cross-validated balanced error on the gold rows, adopted only if it beats
-majority vote by the same test; without, ``triplet`` for binary tasks and majority vote for
-multi-class ones (the unsupervised multi-class estimates are worse than majority vote on
-TREC, SemEval and ChemProt: ``benchmarks/README.md``).
+the default by the same test; the default is ``naive_bayes``, majority vote's assumption (every
+LF equally accurate) refined LF by LF by the gold rows — unlike hard majority vote its
+posteriors are soft, so the end model can overrule a vote the gold rows show to be unreliable.
+Without enough gold rows: ``triplet`` for binary tasks and majority vote for multi-class ones
+(the unsupervised multi-class estimates are worse than majority vote on TREC, SemEval and
+ChemProt: ``benchmarks/README.md``).
 
 Default end-model weight (``end_model_weight=None``): the end model is first trained without
 the gold rows; its predictions on the gold rows and the label model's out-of-fold predictions
 choose ``α`` from :data:`BLEND_GRID` by error (same test against :data:`DEFAULT_BLEND`); the
 final end model is then trained with the gold rows (ridge: sharing the first's Gram matrix). Without enough gold rows
 ``α = DEFAULT_BLEND``.
+
+Class offsets (``class_offsets=True``): log offsets ``b [k]`` multiply the final probabilities
+by ``exp(b)`` (a decision-threshold / class-prior correction: an end model trained on soft
+label-model targets under-predicts a rare class). They are searched on the gold rows'
+out-of-sample final probabilities (label-model out-of-fold posteriors blended with ridge end
+models trained without each row's fold; the softmax solver uses its gold-free end model) by
+:func:`~transforms.core.selection.fit_offsets`,
+and kept only if the *nested* cross-validated error of that search beats no offsets by the same
+one-standard-error test; else no offsets.
 
 >>> rng = np.random.default_rng(0)
 >>> y = rng.integers(0, 2, 60)
@@ -60,15 +72,31 @@ from transforms.core.end_model import (
 )
 from transforms.core.extension import extend_votes
 from transforms.core.ids import stable_hash
-from transforms.core.label_models import LabelModel, fit_moments, fit_triplet, majority_vote_model
-from transforms.core.selection import beats, fold_assignment, out_of_fold_proba, row_losses
+from transforms.core.label_models import (
+    LabelModel,
+    fit_moments,
+    fit_naive_bayes,
+    fit_triplet,
+    majority_vote_model,
+)
+from transforms.core.selection import (
+    beats,
+    cross_validated_offsets,
+    fold_assignment,
+    out_of_fold_proba,
+    row_losses,
+)
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN
 
-LABEL_MODELS = ("auto", "majority_vote", "triplet", "moments")
+LABEL_MODELS = ("auto", "majority_vote", "triplet", "moments", "naive_bayes")
 THRESHOLD_MODES = ("auto", "quantile", "none")
 END_MODEL_SOLVERS = ("ridge", "softmax")
 SELECTION_METRICS = ("auto", "error", "balanced_error", "brier")
+# With enough gold rows, ``label_model="auto"`` adopts the best candidate only if it beats the
+# default (majority vote refined by the gold rows).
+GOLD_CANDIDATES = ("triplet", "moments")
+GOLD_DEFAULT = "naive_bayes"
 # Candidate quantile levels for the gold-tuned global choice; 1.01 = no extension.
 QUANTILE_GRID = (1.01, 0.9, 0.75, 0.5, 0.25, 0.1)
 _NO_EXTENSION = np.float32(np.inf)
@@ -109,6 +137,9 @@ class LabelerConfig:
             (softmax regression by gradient descent, ``end_model_l2``; ~50× slower).
         end_model_l2: L2 penalty of the softmax end model.
         end_model_scale: Input scale (inverse temperature) of the end model.
+        class_offsets: Choose log class offsets of the final probabilities on the gold rows
+            (see the module doc); they are kept only if their nested cross-validated loss beats
+            no offsets.
         sample_size: Corpus rows in the bounded fit sample (gold rows come on top).
         num_neighbours: Neighbours per row the pipeline retrieves for the extension.
         seed: Seed for the cross-validation folds.
@@ -130,6 +161,7 @@ class LabelerConfig:
     end_model_solver: str = "ridge"
     end_model_l2: float = 1e-3
     end_model_scale: float = 10.0
+    class_offsets: bool = True
     sample_size: int = 20000
     num_neighbours: int = 20
     seed: int = 0
@@ -324,6 +356,11 @@ def _fit_kind(
     if kind == "majority_vote":
         return majority_vote_model(stats.num_lfs, stats.cardinality)
     prior = None if config.class_balance is None else np.asarray(config.class_balance)
+    if kind == "naive_bayes":
+        return fit_naive_bayes(
+            stats, class_balance=prior, gold_votes=gold_votes, gold=gold,
+            gold_strength=config.gold_strength,
+        )
     if kind == "moments":
         return fit_moments(
             stats, class_balance=prior, gold_votes=gold_votes, gold=gold,
@@ -368,13 +405,14 @@ def select_label_model(
     if gold.shape[0] < config.min_gold:
         model = _fit_kind("triplet", stats, gold_votes, gold, config) if stats.cardinality == 2 else mv
         return model, loss_of(model)
-    candidates = [_fit_kind(k, stats, gold_votes, gold, config) for k in ("triplet", "moments")]
+    candidates = [_fit_kind(k, stats, gold_votes, gold, config) for k in GOLD_CANDIDATES]
     scored = [(model, loss_of(model)) for model in candidates]
     best, best_loss = min(scored, key=lambda pair: float(pair[1].sum()))
-    mv_loss = loss_of(mv)
-    if beats(best_loss, mv_loss):
+    default = _fit_kind(GOLD_DEFAULT, stats, gold_votes, gold, config)
+    default_loss = loss_of(default)
+    if beats(best_loss, default_loss):
         return best, best_loss
-    return mv, mv_loss
+    return default, default_loss
 
 
 def fit_label_model(
@@ -394,8 +432,15 @@ def fit_label_model(
     return select_label_model(stats, gold_votes, sample.gold[gold], config)[0]
 
 
-def blend(lm: np.ndarray, em: np.ndarray, covered: np.ndarray, alpha: float) -> np.ndarray:
+def blend(
+    lm: np.ndarray,
+    em: np.ndarray,
+    covered: np.ndarray,
+    alpha: float,
+    offsets: np.ndarray | None = None,
+) -> np.ndarray:
     """``lm^(1-α) · em^α`` (normalised) on covered rows, ``em`` elsewhere; ``float32 [n, k]``.
+    With ``offsets`` ``[k]``, every row is then multiplied by ``exp(offsets)`` and renormalised.
 
     Computed in float64 and rounded to float32, so that a row's result does not depend on its
     position in the batch (numpy's SIMD and scalar ``exp``/``log`` may differ in the last bit).
@@ -405,7 +450,11 @@ def blend(lm: np.ndarray, em: np.ndarray, covered: np.ndarray, alpha: float) -> 
         (1 - alpha) * np.log(np.maximum(lm64, 1e-6)) + alpha * np.log(np.maximum(em64, 1e-6))
     )
     mixed /= mixed.sum(axis=1, keepdims=True)
-    return np.where(covered[:, None], mixed, em64).astype(np.float32)
+    out = np.where(covered[:, None], mixed, em64)
+    if offsets is not None:
+        out = out * np.exp(np.asarray(offsets, np.float64))
+        out /= out.sum(axis=1, keepdims=True)
+    return out.astype(np.float32)
 
 
 def fit_end_model(
@@ -427,12 +476,14 @@ def fit_end_model(
     scale = config.end_model_scale
     alpha = config.end_model_weight
     unlabelled = use & ~gold
-    if alpha is None and (gold.sum() < config.min_gold or not unlabelled.any()):
+    tune = gold.sum() >= config.min_gold and unlabelled.any()
+    if alpha is None and not tune:
         alpha = DEFAULT_BLEND
     ridge = config.end_model_solver == "ridge"
     gram = augmented_gram(sample.embeddings[unlabelled], scale) if ridge else None
     init = None
-    if alpha is None:
+    offsets = None
+    if tune and (alpha is None or config.class_offsets):
         if ridge:
             init = fit_ridge_classifier(
                 sample.embeddings[unlabelled], targets[unlabelled], scale=scale, gram=gram
@@ -447,13 +498,21 @@ def fit_end_model(
         lm = out_of_fold_proba(
             label_model, extended[gold], sample.gold[gold], folds, config.gold_strength
         )
-        loss = {
-            a: row_losses(blend(lm, em, covered[gold], a), sample.gold[gold], _metric(config, "blend"))
-            for a in dict.fromkeys((DEFAULT_BLEND, *BLEND_GRID))
-        }
-        alpha = min(loss, key=lambda a: float(loss[a].sum()))
-        if not beats(loss[alpha], loss[DEFAULT_BLEND]):
-            alpha = DEFAULT_BLEND
+        metric = _metric(config, "blend")
+        if alpha is None:
+            loss = {
+                a: row_losses(blend(lm, em, covered[gold], a), sample.gold[gold], metric)
+                for a in dict.fromkeys((DEFAULT_BLEND, *BLEND_GRID))
+            }
+            alpha = min(loss, key=lambda a: float(loss[a].sum()))
+            if not beats(loss[alpha], loss[DEFAULT_BLEND]):
+                alpha = DEFAULT_BLEND
+        if config.class_offsets:
+            if ridge:
+                em = _out_of_fold_ridge(sample.embeddings, targets, unlabelled, gold, folds, gram, scale)
+            offsets = choose_offsets(
+                blend(lm, em, covered[gold], alpha), sample.gold[gold], folds, metric
+            )
     if ridge:
         model = fit_ridge_classifier(
             sample.embeddings[use], targets[use], scale=scale,
@@ -463,7 +522,52 @@ def fit_end_model(
         model = fit_softmax_regression(
             sample.embeddings[use], targets[use], l2=config.end_model_l2, scale=scale, init=init
         )
-    return dataclasses.replace(model, weight=float(alpha))
+    return dataclasses.replace(model, weight=float(alpha), offsets=offsets)
+
+
+def _out_of_fold_ridge(
+    embeddings: np.ndarray,
+    targets: np.ndarray,
+    unlabelled: np.ndarray,
+    gold: np.ndarray,
+    folds: np.ndarray,
+    gram: np.ndarray,
+    scale: float,
+) -> np.ndarray:
+    """``[g, k]`` end-model probabilities of the gold rows, each from the ridge end model
+    trained as the final one is (label-model targets + gold rows) but without its own fold."""
+    gold_rows = np.flatnonzero(gold)
+    out = np.empty((gold_rows.size, targets.shape[1]))
+    for fold in np.unique(folds):
+        train_gold = gold_rows[folds != fold]
+        rows = np.concatenate([np.flatnonzero(unlabelled), train_gold])
+        model = fit_ridge_classifier(
+            embeddings[rows], targets[rows], scale=scale,
+            gram=gram + augmented_gram(embeddings[train_gold], scale),
+        )
+        out[folds == fold] = model.predict_proba(embeddings[gold_rows[folds == fold]])
+    return out
+
+
+def choose_offsets(
+    proba: np.ndarray, gold: np.ndarray, folds: np.ndarray, metric: str
+) -> np.ndarray | None:
+    """Log class offsets of the final probabilities, or ``None`` when they do not clearly help.
+
+    Args:
+        proba: ``[g, k]`` out-of-sample final probabilities of the gold rows (the label model's
+            out-of-fold posteriors blended with ridge end models trained without the row's
+            fold; with the softmax solver, with the end model trained without gold rows).
+        gold: ``int [g]`` their labels.
+        folds: ``int [g]`` fold of each gold row.
+        metric: The per-row loss (:func:`~transforms.core.selection.row_losses`).
+    """
+    log_proba = np.log(np.maximum(np.asarray(proba, np.float64), 1e-6))
+    offsets, loss = cross_validated_offsets(log_proba, gold, folds, metric)
+    base = row_losses(proba, gold, metric)
+    if not np.any(offsets) or not beats(loss, base):
+        return None
+    return offsets
 
 
 def label_batch(
@@ -480,7 +584,7 @@ def label_batch(
     probs = lm
     if fitted.end_model is not None and embeddings is not None:
         em = fitted.end_model.predict_proba(embeddings)
-        probs = blend(lm, em, covered, fitted.end_model.weight)
+        probs = blend(lm, em, covered, fitted.end_model.weight, fitted.end_model.offsets)
     return LabelBatch(
         extended_votes=extended,
         probs=probs,

@@ -1,7 +1,7 @@
 """Model selection on the gold (tuning) rows: folds, out-of-fold predictions, a sign test.
 
 Every choice the labeler makes from gold rows (label-model kind, extension level, end-model
-weight) compares a candidate with a default on the *same* gold rows and adopts the candidate
+weight, class offsets) compares a candidate with a default on the *same* gold rows and adopts the candidate
 only when it wins clearly: :func:`beats` is a one-standard-error paired test of the per-row
 losses (:func:`row_losses`; Brier by default), so noise on a few hundred gold rows falls back to the default (shrinkage toward the
 defaults instead of picking the luckiest candidate).
@@ -94,3 +94,73 @@ def out_of_fold_proba(
         refit = dataclasses.replace(model, weights=naive_bayes_weights(prec, model.class_balance))
         out[held] = refit.predict_proba(gold_votes[held])
     return out
+
+
+# Candidate log offsets of one class (coordinate search), nearest to 0 first.
+OFFSET_GRID = (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.0, 2.0)
+
+
+def _shifted_proba(log_proba: np.ndarray, offsets: np.ndarray, metric: str = "brier") -> np.ndarray:
+    """``softmax(log_proba + offsets)``; for the argmax-based losses (``"error"``,
+    ``"balanced_error"``) the shifted log-probabilities themselves (same argmax, no ``exp``)."""
+    z = log_proba + offsets
+    if metric in ("error", "balanced_error"):
+        return z
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_offsets(log_proba: np.ndarray, gold: np.ndarray, metric: str, sweeps: int = 2) -> np.ndarray:
+    """Log class offsets ``float64 [k]`` minimising the summed :func:`row_losses` of
+    ``softmax(log_proba + offsets)``: coordinate search over :data:`OFFSET_GRID`, ``sweeps``
+    passes over the classes, starting from 0; a move is taken only if it lowers the loss (ties
+    keep the offset nearest 0).
+
+    >>> log_p = np.log(np.array([[0.7, 0.3], [0.6, 0.4], [0.8, 0.2], [0.9, 0.1]]))
+    >>> fit_offsets(log_p, np.array([1, 1, 0, 0]), "error").tolist()
+    [-1.0, 0.0]
+    """
+    log_proba = np.asarray(log_proba, np.float64)
+    offsets = np.zeros(log_proba.shape[1])
+    best = float(row_losses(_shifted_proba(log_proba, offsets, metric), gold, metric).sum())
+    for _ in range(sweeps):
+        for c in range(log_proba.shape[1]):
+            current = offsets[c]
+            for value in OFFSET_GRID:
+                offsets[c] = value
+                loss = float(row_losses(_shifted_proba(log_proba, offsets, metric), gold, metric).sum())
+                if loss < best - 1e-12:
+                    best, current = loss, value
+            offsets[c] = current
+    return offsets
+
+
+def cross_validated_offsets(
+    log_proba: np.ndarray, gold: np.ndarray, fold_of: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_offsets` on all gold rows, and the honest loss of doing so.
+
+    Returns:
+        ``(offsets [k], loss [g])``: offsets fitted on every row, and each row's loss under the
+        offsets fitted on the *other* folds (nested cross-validation: the search itself is
+        what is scored, so a lucky offset on few rows does not pass :func:`beats`).
+    """
+    log_proba = np.asarray(log_proba, np.float64)
+    loss = np.empty(gold.shape[0])
+    for fold in np.unique(fold_of):
+        held = fold_of == fold
+        offsets = fit_offsets(log_proba[~held], gold[~held], metric)
+        proba = _shifted_proba(log_proba[held], offsets)
+        # Each fold's rows are scored with the weights of the full gold set.
+        loss[held] = row_losses_within(proba, gold, held, metric)
+    return fit_offsets(log_proba, gold, metric), loss
+
+
+def row_losses_within(proba: np.ndarray, gold: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """:func:`row_losses` of ``proba`` (the posteriors of ``gold[rows]``) with the class weights
+    of the whole ``gold`` array, so that per-fold losses add up to the full-set loss."""
+    full = np.zeros((gold.shape[0], proba.shape[1]))
+    full[:, 0] = 1.0
+    full[rows] = proba
+    return row_losses(full, gold, metric)[rows]
