@@ -75,6 +75,14 @@ class WeakLabelOptions:
         "Share of dev rows held out from tuning and used only to report metrics (by id hash).",
     )
     num_neighbours: int = _option(20, "Neighbours per document in the kNN graph.")
+    partition_rows: int = _option(
+        100000,
+        "kNN graph: documents per partition of the partitioned ScaNN self-join; a corpus up to "
+        "this size uses one index.",
+    )
+    spill: int = _option(
+        3, "kNN graph: nearest partitions each document is searched in (recall vs. cost)."
+    )
     label_model: str = _option(
         "auto",
         "Label model: auto (with enough tuning rows, triplet or moments when cross-validation "

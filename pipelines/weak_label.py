@@ -43,7 +43,6 @@ from transforms.neighbours import NeighbourConfig
 MAX_DEV_ROWS_CHECKED = 100_000  # dev rows read by preflight to check the label field
 
 
-
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
     """What preflight resolved: everything ``build_pipeline`` needs besides the options.
@@ -181,7 +180,9 @@ def _check_numbers(options: WeakLabelOptions) -> None:
             f"--max_lf_failure_rate={options.max_lf_failure_rate} must be in [0, 1]: the share of "
             "documents an LF may fail on before the run fails"
         )
-    for name in ("num_neighbours", "num_shards", "sample_size", "max_text_chars"):
+    for name in (
+        "num_neighbours", "num_shards", "sample_size", "max_text_chars", "partition_rows", "spill"
+    ):
         if getattr(options, name) < 1:
             raise ValueError(f"--{name}={getattr(options, name)} must be at least 1")
 
@@ -321,7 +322,9 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, opts.holdout_fraction)
 
     texts = docs | "EmbedInput" >> beam.Map(embed_input)
-    neighbour_config = NeighbourConfig(num_neighbours=opts.num_neighbours)
+    neighbour_config = NeighbourConfig(
+        num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
+    )
     cache = cache_plan(plan, neighbour_config)
     if cache is None:
         embeddings = texts | "Embed" >> EmbedTexts(EmbedConfig(model_path=opts.model))
