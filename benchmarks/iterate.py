@@ -14,6 +14,9 @@ cache loader is tested in ``tests/test_iterate.py``). After one full refit (``fu
 the pipeline's fit), LF 0 is edited ``--repeats`` times (a second keyword added, a different one
 each time), each followed by ``Session.relabel(refit="fast")``:
 
+``--heavy_edit 1`` adds a 3-character prefix instead (``w02`` matches 100 words, about a third
+of the rows), so the edited LF's extended column changes on most rows.
+
 * ``apply_seconds``: applying the edited LF (vectorised, pyarrow compute), median;
 * ``relabel_seconds``: everything after the apply until new labels of every row, LF table and
   dev metrics (nearest voters from the cached graph, threshold, extension, statistics update,
@@ -104,9 +107,10 @@ def build_session(corpus: dict, num_lfs: int, config: LabelerConfig) -> Session:
     )
 
 
-def time_edits(session: Session, repeats: int) -> dict:
+def time_edits(session: Session, repeats: int, heavy: bool = False) -> dict:
     """A full refit, then ``repeats`` edits of LF 0 (a second keyword added, a different one
-    each time), each followed by a fast relabel.
+    each time), each followed by a fast relabel. ``heavy``: the keyword is a 3-character
+    prefix (``w02``: 100 words, about a third of the rows), so the edit changes most rows.
 
     Returns:
         ``full_refit_seconds``; per edit the median ``apply_seconds`` (the LF's vectorised
@@ -118,7 +122,8 @@ def time_edits(session: Session, repeats: int) -> dict:
     applies, relabels = [], []
     for repeat in range(repeats):
         start = time.perf_counter()
-        session.set_lf(keyword_lf("kw_0", [word(0), word(2 + 2 * repeat)], 0))
+        keyword = f"w{(2 + 2 * repeat) % 20:02d}" if heavy else word(2 + 2 * repeat)
+        session.set_lf(keyword_lf("kw_0", [word(0), keyword], 0))
         set_seconds = time.perf_counter() - start
         result = session.relabel(refit="fast")
         applies.append(session.last_apply_seconds)
@@ -183,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--end_model", type=int, default=1, help="1 = the default config, 0 = no end model")
     parser.add_argument("--full_run_n", type=int, default=2000, help="0 = skip the full pipeline run")
+    parser.add_argument("--heavy_edit", type=int, default=0,
+                        help="1 = the edit adds a word prefix matching ~1/3 of the rows")  # fmt: skip
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -191,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     config = LabelerConfig(end_model=bool(args.end_model))
     session = build_session(corpus, args.lfs, config)
     open_seconds = time.perf_counter() - start
-    timed = time_edits(session, args.repeats)
+    timed = time_edits(session, args.repeats, heavy=bool(args.heavy_edit))
     print("\n".join(timed.pop("text").splitlines()[-3:]))
-    result = {"n": args.n, "lfs": args.lfs, "end_model": bool(args.end_model), **timed,
+    result = {"n": args.n, "lfs": args.lfs, "end_model": bool(args.end_model),
+              "heavy_edit": bool(args.heavy_edit), **timed,
               "setup_seconds": open_seconds, "load_average_1min": os.getloadavg()[0]}  # fmt: skip
     if args.full_run_n:
         with tempfile.TemporaryDirectory(prefix="epoxy-iterate-bench-") as workdir:

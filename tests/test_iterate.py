@@ -79,6 +79,10 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
         np.testing.assert_allclose(result.labels.probs[i], full[doc_id]["probs"], atol=1e-4)
     assert set(result.metrics) == {"tune", "holdout"}
     assert [row["name"] for row in result.lf_table][-1] == "has_free"
+    again = session.relabel(refit="fast")  # no edit since the full fit: the same labels
+    assert again.refit == "fast"
+    np.testing.assert_array_equal(again.labels.label, result.labels.label)
+    np.testing.assert_allclose(again.labels.probs, result.labels.probs, atol=1e-6)
 
     labels_out = tmp_path / "iterated.parquet"
     code = cli.main(["iterate", "--cache_dir", cache, "--labeling_functions", str(edited),

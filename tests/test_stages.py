@@ -7,7 +7,6 @@ import pickle
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import LF_SOURCE

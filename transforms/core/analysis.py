@@ -55,13 +55,15 @@ def lf_analysis(
         raise ValueError(f"{len(lf_names)} LF names for statistics of {m} LFs: pass one name per LF")
     n = max(raw.n, 1)
     counts = raw.class_counts
+    raw_coverage = np.diagonal(raw.co_votes)  # each read of co_votes sums the whole joint
+    extended_coverage = np.diagonal(extended.co_votes) if extended is not None else None
     rows: list[dict[str, Any]] = []
     for j, name in enumerate(lf_names):
         row: dict[str, Any] = {
             "j": j,
             "name": name,
             "Polarity": [int(c) for c in np.flatnonzero(counts[j])],
-            "Coverage": float(raw.co_votes[j, j] / n),
+            "Coverage": float(raw_coverage[j] / n),
             "Overlaps": float(raw.overlaps[j] / n),
             "Conflicts": float(raw.conflicts[j] / n),
         }
@@ -74,7 +76,7 @@ def lf_analysis(
         if label_model is not None:
             row["Est. Acc."] = float(label_model.accuracies[j])
         if extended is not None:
-            row["Extended Coverage"] = float(extended.co_votes[j, j] / max(extended.n, 1))
+            row["Extended Coverage"] = float(extended_coverage[j] / max(extended.n, 1))
             row["Coverage Gain"] = round(row["Extended Coverage"] - row["Coverage"], 12)
         rows.append(row)
     return rows

@@ -10,14 +10,16 @@ module updates what depends on it in time proportional to what changed, not to `
 * :func:`replace_rows`: :class:`~transforms.core.statistics.LabelStatistics` updated from the
   rows whose votes changed (subtract their old contribution, add the new one); the result
   equals a full recompute for every field of the statistics (it only uses ``add``).
-  :func:`replace_column` does the same for a one-column change in ``O(rows · m · k)`` (only
-  LF ``j``'s row and column of the pair counts change), falling back to :func:`replace_rows`
-  for fields it does not know.
+  :func:`replace_column` does the same for a one-column change in ``O(rows · m)`` (only LF
+  ``j``'s row and column of the pair counts change, and the other LFs' overlap / conflict
+  counts only on rows whose flags flip), falling back to :func:`replace_rows` for fields it
+  does not know.
 * :func:`append_lf`, :func:`drop_lf`, :func:`reorder_lfs`: the statistics of a grown, shrunk or
   permuted LF set, found generically from the array fields' LF axes.
 * :class:`GroupedVotes`: the label matrix as vote-pattern codes of groups of LFs, so the label
   model's scores are ``m / g`` table lookups per row instead of ``m · k`` one-hot products;
-  :func:`posterior_from_scores` turns them into posteriors.
+  :func:`posterior_from_scores`, :func:`blend_with_log` and :func:`row_argmax` turn them into
+  labels as :func:`transforms.core.labeler.label_batch` does (tested equal).
 
 >>> votes = np.array([[1, -1, 0], [-1, -1, 1], [0, 0, -1]], np.int8)
 >>> stats = LabelStatistics.empty(3, 2).add(votes)
