@@ -152,6 +152,7 @@ def run_case(
         max_group_rows=args.max_group_rows,
         leaves_to_search_share=args.leaves_to_search_share,
         brute_force_max_rows=args.brute_force_max_rows,
+        reorder_multiplier=args.reorder_multiplier,
     )
     start = time.perf_counter()
     neighbours, sims, figures = knn_graph_in_memory(x, config)
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_group_rows", type=int, default=NeighbourConfig.max_group_rows)
     parser.add_argument("--leaves_to_search_share", type=float, default=NeighbourConfig.leaves_to_search_share)
     parser.add_argument("--brute_force_max_rows", type=int, default=NeighbourConfig.brute_force_max_rows)
+    parser.add_argument("--reorder_multiplier", type=int, default=NeighbourConfig.reorder_multiplier)
     parser.add_argument("--exact_sample", type=int, default=1000)
     parser.add_argument("--fallback_max_voters", type=int, default=2000)
     parser.add_argument("--real", default=None, help="WRENCH data root with youtube/ and trec/")
