@@ -45,7 +45,7 @@ True
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -501,16 +501,9 @@ def fit_moments(
     Raises:
         ValueError: if ``stats.n == 0`` or ``class_balance`` is invalid.
     """
-    if stats.n == 0:
-        raise ValueError("cannot fit a label model on 0 rows: the statistics are empty")
-    pi = resolve_class_balance(stats, class_balance, gold)
-    if pi is None:
-        pi = np.full(stats.cardinality, 1.0 / stats.cardinality)
-    prior = moment_precision(stats, pi)
-    prec = prior
-    if gold is not None and gold_votes is not None and len(gold) > 0:
-        prec = shrink_with_gold(prior, np.asarray(gold_votes), np.asarray(gold), gold_strength)
-    return model_from_precision("moments", prec, pi, lf_accuracies(stats, prec), prior)
+    return _fit_with_gold_shrinkage(
+        "moments", moment_precision, stats, class_balance, gold_votes, gold, gold_strength
+    )
 
 
 def fit_naive_bayes(
@@ -532,13 +525,29 @@ def fit_naive_bayes(
     Raises:
         ValueError: if ``stats.n == 0`` or ``class_balance`` is invalid.
     """
+    return _fit_with_gold_shrinkage(
+        "naive_bayes", default_precision, stats, class_balance, gold_votes, gold, gold_strength
+    )
+
+
+def _fit_with_gold_shrinkage(
+    kind: str,
+    unsupervised_precision: Callable[[LabelStatistics, np.ndarray], np.ndarray],
+    stats: LabelStatistics,
+    class_balance: np.ndarray | None,
+    gold_votes: np.ndarray | None,
+    gold: np.ndarray | None,
+    gold_strength: float,
+) -> LabelModel:
+    """An unsupervised precision table (uniform prior without a class balance), shrunk toward
+    the gold rows' counts: the common body of :func:`fit_moments` and :func:`fit_naive_bayes`."""
     if stats.n == 0:
         raise ValueError("cannot fit a label model on 0 rows: the statistics are empty")
     pi = resolve_class_balance(stats, class_balance, gold)
     if pi is None:
         pi = np.full(stats.cardinality, 1.0 / stats.cardinality)
-    prior = default_precision(stats, pi)
+    prior = unsupervised_precision(stats, pi)
     prec = prior
     if gold is not None and gold_votes is not None and len(gold) > 0:
         prec = shrink_with_gold(prior, np.asarray(gold_votes), np.asarray(gold), gold_strength)
-    return model_from_precision("naive_bayes", prec, pi, lf_accuracies(stats, prec), prior)
+    return model_from_precision(kind, prec, pi, lf_accuracies(stats, prec), prior)
