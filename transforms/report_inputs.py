@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -43,53 +43,19 @@ def example_row(record: Mapping[str, Any], thresholds: np.ndarray) -> tuple:
     return record["id"], votes, extended, record["nn_sim"], source
 
 
-class _PendingReservoir:
-    """A reservoir plus rows not yet offered to it (rows are offered in batches)."""
-
-    def __init__(self, per_kind: int):
-        self.reservoir = ExampleReservoir.empty(per_kind)
-        self.pending: list[tuple] = []
-
-    def flush(self) -> ExampleReservoir:
-        if self.pending:
-            ids, votes, extended, nn_sim, nn_source = zip(*self.pending)
-            self.reservoir.add(
-                list(ids), np.stack(votes), np.stack(extended), np.stack(nn_sim), np.stack(nn_source)
-            )
-            self.pending = []
-        return self.reservoir
+def add_example_rows(reservoir: ExampleReservoir, rows: list[tuple]) -> None:
+    """Offers buffered :func:`example_row` tuples to the reservoir in one batch."""
+    ids, votes, extended, nn_sim, nn_source = zip(*rows)
+    reservoir.add(list(ids), np.stack(votes), np.stack(extended), np.stack(nn_sim), np.stack(nn_source))
 
 
-class ExampleCombineFn(beam.CombineFn):
-    """Combines :func:`example_row` tuples into an :class:`ExampleReservoir` (bounded)."""
-
-    def __init__(self, per_kind: int = EXAMPLES_PER_KIND, batch_size: int = 4096):
-        self._per_kind = per_kind
-        self._batch_size = batch_size
-
-    def create_accumulator(self) -> _PendingReservoir:
-        return _PendingReservoir(self._per_kind)
-
-    def add_input(self, pending: _PendingReservoir, row: tuple) -> _PendingReservoir:
-        pending.pending.append(row)
-        if len(pending.pending) >= self._batch_size:
-            pending.flush()
-        return pending
-
-    def merge_accumulators(self, accumulators: Iterable[_PendingReservoir]) -> _PendingReservoir:
-        accumulators = iter(accumulators)
-        merged = next(accumulators)
-        merged.flush()
-        for other in accumulators:
-            merged.reservoir.merge(other.flush())
-        return merged
-
-    def compact(self, pending: _PendingReservoir) -> _PendingReservoir:
-        pending.flush()
-        return pending
-
-    def extract_output(self, pending: _PendingReservoir) -> list[dict[str, Any]]:
-        return pending.flush().to_list()
+def example_combine_fn(per_kind: int = EXAMPLES_PER_KIND) -> BatchedArrayCombineFn:
+    """The CombineFn of :func:`example_row` tuples into the (bounded) list of examples."""
+    return BatchedArrayCombineFn(
+        functools.partial(ExampleReservoir.empty, per_kind),
+        add_rows=add_example_rows,
+        finish=ExampleReservoir.to_list,
+    )
 
 
 class SelectExamples(beam.PTransform):
@@ -105,7 +71,7 @@ class SelectExamples(beam.PTransform):
             records
             | "ExampleRows"
             >> beam.Map(example_row, thresholds=beam.pvalue.AsSingleton(self._thresholds))
-            | "ExampleReservoir" >> beam.CombineGlobally(ExampleCombineFn(self._per_kind))
+            | "ExampleReservoir" >> beam.CombineGlobally(example_combine_fn(self._per_kind))
         )
 
 
