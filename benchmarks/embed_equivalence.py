@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results_io import write_json  # noqa: E402
 from benchmarks.embed_throughput import cosines, read_wrench_texts  # noqa: E402
 from tests.model_fixtures import varied_texts  # noqa: E402
 from transforms.embed import length_sorted_inference, load_text_model  # noqa: E402
@@ -81,9 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(figures, indent=2))
     print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(figures, handle, indent=2, sort_keys=True)
+        write_json(args.json, figures)
     return 0 if figures["below_threshold"] == 0 else 1
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results_io import write_json  # noqa: E402
 from transforms.embed import length_sorted_inference, load_text_model  # noqa: E402
 from transforms.models.build_minilm import build_minilm, default_source_dir  # noqa: E402
 from transforms.models.minilm import BertConfig  # noqa: E402
@@ -190,9 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(headline, indent=2))
     print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(headline, handle, indent=2, sort_keys=True)
+        write_json(args.json, headline)
     return 0
 
 

@@ -44,6 +44,7 @@ import pyarrow as pa
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results_io import write_json  # noqa: E402
 from pipelines.iterate import Session, keyword_lf  # noqa: E402
 from transforms.core.knn import l2_normalise  # noqa: E402
 from transforms.core.labeler import LabelerConfig  # noqa: E402
@@ -223,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reproduce: {command}")
     if args.json:
         result["command"] = command
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2, sort_keys=True)
+        write_json(args.json, result)
     return 0
 
 

@@ -29,7 +29,6 @@ every LF whose coverage is at most ``--fallback_max_voters``) replaces those LFs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results_io import write_json  # noqa: E402
 from transforms.core.extension import extend_votes, nearest_voters  # noqa: E402
 from transforms.core.knn import l2_normalise  # noqa: E402
 from transforms.core.knn_merge import exact_nearest_voters  # noqa: E402
@@ -256,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         for result in results[1:]:
             headline.update({f"{result['case']}_{key}": value for key, value in result.items() if key != "case"})
         headline["command"] = command
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(headline, handle, indent=2, sort_keys=True)
+        write_json(args.json, headline)
     return 0
 
 

@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results_io import write_json  # noqa: E402
 from transforms.core.end_model import fit_softmax_regression  # noqa: E402
 from transforms.core.extension import nearest_voters  # noqa: E402
 from transforms.core.knn import exact_knn, l2_normalise  # noqa: E402
@@ -348,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     print("seconds:", {key: round(v, 2) for key, v in seconds.items()})
     print("reproduce: .venv/bin/python " + " ".join(["benchmarks/label_quality.py", *sys.argv[1:]]))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"metric": args.metric, "methods": methods, "seconds": seconds, **extra}, handle, indent=2)
+        write_json(
+            args.json,
+            {"metric": args.metric, "methods": methods, "seconds": seconds, **extra},
+            sort_keys=False,
+        )
     return 0
 
 
