@@ -95,6 +95,16 @@ class WeakLabelOptions:
         "Extension thresholds: auto (per-LF similarity quantile, its level cross-validated on "
         "tuning rows when there are enough), quantile (fixed level), or none.",
     )
+    metric: str = _option(
+        "auto",
+        "The task metric every tuning-row choice serves: accuracy, balanced_accuracy, macro_f1, "
+        "f1 (of --positive_class) or auto (macro_f1 for a binary task whose tuning rows show a "
+        "class on under a fifth of the rows, else accuracy).",
+    )
+    positive_class: str = _option(
+        "", "The class whose F1 --metric=f1 means: a class name or id (default: class 1 of a "
+        "binary task)."
+    )
     extension: bool = _option(True, "Extend LF votes to nearby documents (Epoxy).")
     end_model: bool = _option(
         True, "Train a small model on the embeddings from the label model's posteriors."

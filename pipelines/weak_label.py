@@ -110,6 +110,25 @@ class RunPlan:
             self.cardinality,
         )
 
+    def positive_class_id(self) -> int | None:
+        """``--positive_class`` as a class id (a name, case-insensitive, or an id), or ``None``.
+
+        Raises:
+            ValueError: naming the value and the classes when it is neither.
+        """
+        name = self.options.positive_class.strip()
+        if not name:
+            return None
+        lowered = [c.lower() for c in self.class_names]
+        if name.lower() in lowered:
+            return lowered.index(name.lower())
+        if name.isdigit() and int(name) < self.cardinality:
+            return int(name)
+        raise ValueError(
+            f"--positive_class={name!r} is not one of the classes {list(self.class_names)}: "
+            "give a class name or an id from 0 to " + str(self.cardinality - 1)
+        )
+
     def labeler_config(self) -> LabelerConfig:
         """The core's fit configuration."""
         opts = self.options
@@ -119,6 +138,8 @@ class RunPlan:
             extension=opts.extension,
             thresholds=opts.thresholds,
             end_model=opts.end_model,
+            metric=opts.metric,
+            positive_class=self.positive_class_id(),
             sample_size=opts.sample_size,
             num_neighbours=opts.num_neighbours,
             seed=opts.seed,
@@ -158,6 +179,7 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
         raise ValueError(
             f"LF names {list(lf_names)} repeat a name: rename the LFs or pass distinct --lf_names"
         )
+    probe.labeler_config()  # --metric / --positive_class against the classes
     embedding_dim = preflight_model(options.model)
     _check_writable(options.output)
     if options.cache_dir:

@@ -100,8 +100,15 @@ def test_row_losses():
     assert row_losses(proba, gold, "error").tolist() == [0, 0, 1, 0]
     # Class 1 has 2 of 4 rows: weight 4 / (2 · 2) = 1; mean = balanced error = (0 + 1/2) / 2.
     assert row_losses(proba, gold, "balanced_error").mean() == pytest.approx(0.25)
-    assert row_losses(proba, gold, "brier")[0] == pytest.approx(0.02)
-    with pytest.raises(ValueError, match="selection metric 'auc' is unknown"):
+    # F1 of class 1: TP 1, FN 1, FP 0 -> 2/3; of class 0: TP 2, FP 1 -> 0.8. The mean loss is
+    # 1 - F1 exactly, and 1 - macro-F1 for "macro_f1".
+    assert row_losses(proba, gold, "f1").mean() == pytest.approx(1 / 3)
+    assert row_losses(proba, gold, "f1", positive_class=0).mean() == pytest.approx(0.2)
+    assert row_losses(proba, gold, "macro_f1").mean() == pytest.approx(1 - (0.8 + 2 / 3) / 2)
+    silent = np.tile([0.9, 0.1], (4, 1))
+    assert row_losses(silent, gold, "f1").mean() == pytest.approx(1.0)
+    assert row_losses(silent, gold, "error").mean() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="selection loss 'auc' is unknown"):
         row_losses(proba, gold, "auc")
 
 
@@ -109,17 +116,19 @@ def test_auto_label_model_falls_back_to_majority_vote_without_evidence():
     y, votes = _unipolar(n=2000, seed=3)
     stats = LabelStatistics.empty(votes.shape[1], 4).add(votes)
     config = LabelerConfig(cardinality=4)
-    few = select_label_model(stats, votes[:10], y[:10], config)[0]
+    few = select_label_model(stats, votes[:10], y[:10], config).model
     assert few.kind == "majority_vote"  # multi-class, fewer than min_gold gold rows
     # With gold rows the fallback is majority vote refined by them (naive_bayes); on unequal
     # LFs it learns their accuracies and beats plain majority vote out of fold.
-    model, loss = select_label_model(stats, votes[:400], y[:400], config)
+    scored = select_label_model(stats, votes[:400], y[:400], config)
+    model, loss = scored.model, scored.loss
+    assert scored.proba.shape == (400, 4)
     assert model.kind == "naive_bayes" and loss.shape == (400,)
     mv = majority_vote_model(votes.shape[1], 4)
     mv_loss = row_losses(mv.predict_proba(votes[:400]), y[:400], "balanced_error")
     assert beats(loss, mv_loss)
     forced = dataclasses.replace(config, label_model="moments")
-    assert select_label_model(stats, votes[:400], y[:400], forced)[0].kind == "moments"
+    assert select_label_model(stats, votes[:400], y[:400], forced).model.kind == "moments"
 
 
 def test_ridge_end_model_is_closed_form_and_serialises():
@@ -164,9 +173,13 @@ def test_blend_weight_is_chosen_on_gold_rows_and_round_trips():
 
 
 def test_new_config_fields_are_validated():
-    with pytest.raises(ValueError, match="end_model_solver='lbfgs' is unknown"):
-        LabelerConfig(end_model_solver="lbfgs")
-    with pytest.raises(ValueError, match="selection_metric='auc' is unknown"):
-        LabelerConfig(selection_metric="auc")
+    with pytest.raises(ValueError, match="metric='auc' is unknown"):
+        LabelerConfig(metric="auc")
+    with pytest.raises(ValueError, match="metric='f1' with 3 classes needs positive_class"):
+        LabelerConfig(cardinality=3, metric="f1")
+    with pytest.raises(ValueError, match="positive_class=2 is not a class id"):
+        LabelerConfig(positive_class=2)
+    with pytest.raises(ValueError, match="end_model_gold_weight=0.5 must be at least 1"):
+        LabelerConfig(end_model_gold_weight=0.5)
     with pytest.raises(ValueError, match="label_model='snorkel' is unknown"):
         LabelerConfig(label_model="snorkel")

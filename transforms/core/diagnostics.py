@@ -235,9 +235,9 @@ def threshold_sweep(
     Each level ``q`` sets LF ``j``'s threshold to the ``q``-quantile of the nearest-voter
     similarity among the rows ``j`` voted on (``q > 1``: no extension), as the core's
     ``choose_thresholds`` does. Coverage is measured on the fit sample; the dev metric is the
-    out-of-fold score on the sample's tuning rows (``1 -`` the mean selection loss: accuracy
-    when the selection metric is the error rate, balanced accuracy when it is the balanced
-    error) of the label model the core's ``select_label_model`` picks at that level (the
+    out-of-fold score on the sample's tuning rows (``1 -`` the mean label-model selection loss:
+    balanced accuracy when the task metric is accuracy, else the task metric itself, see
+    :func:`~transforms.core.labeler.selection_loss`) of the label model the core's ``select_label_model`` picks at that level (the
     criterion ``choose_thresholds`` compares), or ``None`` with fewer than ``folds`` tuning rows.
 
     Returns:
@@ -265,8 +265,8 @@ def threshold_sweep(
         if tuning_rows >= config.folds:
             gold = sample.gold >= 0
             stats = LabelStatistics.empty(extended.shape[1], config.cardinality).add(extended)
-            _, loss = select_label_model(stats, extended[gold], sample.gold[gold], config)
-            out["cv_accuracy"].append(1.0 - float(loss.mean()))
+            scored = select_label_model(stats, extended[gold], sample.gold[gold], config)
+            out["cv_accuracy"].append(1.0 - float(scored.loss.mean()))
         else:
             out["cv_accuracy"].append(None)
         if out["chosen_level"] is None and np.array_equal(thresholds, chosen):

@@ -1,4 +1,6 @@
-"""A cheap end model: L2-regularised softmax regression on embeddings, trained on soft labels.
+"""A cheap end model on embeddings, trained on soft labels: closed-form ridge
+(:func:`fit_ridge_classifier`, the labeler's) or softmax regression (:func:`fit_softmax_regression`,
+the benchmarks' transfer baselines).
 
 Trained on the bounded fit sample (label-model posteriors of covered rows, plus gold rows) and
 applied per row, it costs the pipeline no extra shuffle, and it labels rows no LF covers.
@@ -34,6 +36,8 @@ class EndModel:
         offsets: ``float64 [k]`` log class offsets added to the labeler's final (blended)
             log-probabilities on every row (chosen by the labeler on the gold rows; ``None`` =
             no offsets).
+        gold_weight: How the training set counted the gold rows against the weak targets of
+            covered rows (``inf``: trained on the gold rows alone).
     """
 
     weights: np.ndarray
@@ -41,6 +45,7 @@ class EndModel:
     scale: float
     weight: float = 1.0
     offsets: np.ndarray | None = None
+    gold_weight: float = 1.0
 
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
         """Returns ``float32 [n, k]`` class probabilities."""
@@ -53,6 +58,12 @@ class EndModel:
         logits = x.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
         return _softmax(logits).astype(np.float32)
 
+    def predict_augmented(self, xb: np.ndarray) -> np.ndarray:
+        """``float64 [n, k]`` probabilities of rows already passed through :func:`augment` with
+        this model's scale (the cross-validation inside a fit)."""
+        logits = xb[:, :-1] @ self.weights.astype(np.float64) + self.bias
+        return _softmax(logits)
+
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-safe dict."""
         return {
@@ -61,6 +72,7 @@ class EndModel:
             "scale": self.scale,
             "weight": self.weight,
             "offsets": None if self.offsets is None else self.offsets.tolist(),
+            "gold_weight": "inf" if np.isinf(self.gold_weight) else self.gold_weight,
         }
 
     @classmethod
@@ -72,6 +84,7 @@ class EndModel:
             scale=float(d["scale"]),
             weight=float(d.get("weight", 1.0)),
             offsets=None if d.get("offsets") is None else np.asarray(d["offsets"], np.float64),
+            gold_weight=float(d.get("gold_weight", 1.0)),
         )
 
 
@@ -149,11 +162,12 @@ def augmented_gram(embeddings: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
     Additive over rows, so the Gram of two disjoint row sets is the sum of theirs.
     """
-    xb = _augment(embeddings, scale)
+    xb = augment(embeddings, scale)
     return xb.T @ xb
 
 
-def _augment(embeddings: np.ndarray, scale: float) -> np.ndarray:
+def augment(embeddings: np.ndarray, scale: float) -> np.ndarray:
+    """``float64 [s, d+1]``: the rows L2-normalised, times ``scale``, with a bias column of 1."""
     x = l2_normalise(embeddings).astype(np.float64) * scale
     return np.hstack([x, np.ones((x.shape[0], 1))])
 
@@ -164,6 +178,7 @@ def fit_ridge_classifier(
     *,
     scale: float = 1.0,
     gram: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> EndModel:
     """Closed-form end model: ridge regression on (soft) targets, then a softmax temperature.
 
@@ -178,7 +193,10 @@ def fit_ridge_classifier(
         embeddings: ``float [s, d]``.
         targets: ``float [s, k]`` rows summing to 1.
         scale: Multiplier of the normalised inputs (kept in :class:`EndModel`).
-        gram: :func:`augmented_gram` of exactly these rows, if already computed.
+        gram: :func:`augmented_gram` of exactly these rows, if already computed (with
+            ``sample_weight``: the weighted sum of the rows' Gram matrices).
+        sample_weight: ``float [s]`` row weights (a row of weight ``w`` counts as ``w`` copies
+            of itself in the squared loss, the cross-validation and the temperature); default 1.
 
     Returns:
         The fitted :class:`EndModel`.
@@ -199,26 +217,42 @@ def fit_ridge_classifier(
             f"need at least one training row and one target per row; got {len(embeddings)} rows "
             f"and {t.shape[0]} targets"
         )
-    xb = _augment(embeddings, scale)
-    s, d = xb.shape[0], xb.shape[1] - 1
-    evals, evecs = np.linalg.eigh(xb.T @ xb if gram is None else gram)
+    return ridge_on_augmented(augment(embeddings, scale), t, scale, gram, sample_weight)
+
+
+def ridge_on_augmented(
+    xb: np.ndarray,
+    targets: np.ndarray,
+    scale: float,
+    gram: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> EndModel:
+    """:func:`fit_ridge_classifier` on rows already passed through :func:`augment` (so that
+    many fits over subsets of one sample augment it once)."""
+    t = np.asarray(targets, np.float64)
+    w = np.ones(t.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    s, d = float(w.sum()), xb.shape[1] - 1
+    weighted_t = w[:, None] * t
+    evals, evecs = np.linalg.eigh(xb.T @ (w[:, None] * xb) if gram is None else gram)
     evals = np.maximum(evals, 0.0)
-    rotated = evecs.T @ (xb.T @ t)  # [d+1, k]
+    rotated = evecs.T @ (xb.T @ weighted_t)  # [d+1, k]
+    total = float((weighted_t * t).sum())
+    power = (rotated**2).sum(axis=1)  # [d+1]
     unit = evals.mean()
-    best = (np.inf, None)
+    best = (np.inf, 0.0)
     for penalty in RIDGE_GRID:
         shrink = 1.0 / (evals + penalty * unit)
-        params = evecs @ (shrink[:, None] * rotated)
-        rss = float(((t - xb @ params) ** 2).sum())
+        # RSS = |t|² - 2 Σ r²/(e+λ) + Σ e r²/(e+λ)² in the eigenbasis (weighted rows).
+        rss = total - float((power * shrink * (2.0 - evals * shrink)).sum())
         dof = float((evals * shrink).sum())
-        gcv = rss / max(1.0 - dof / s, 1e-6) ** 2
+        gcv = max(rss, 0.0) / max(1.0 - dof / s, 1e-6) ** 2
         if gcv < best[0]:
-            best = (gcv, params)
-    params = best[1]
+            best = (gcv, penalty)
+    params = evecs @ (rotated / (evals + best[1] * unit)[:, None])
     scores = xb @ params
     scores -= scores.mean(axis=1, keepdims=True)
     losses = [
-        -float((t * np.log(np.maximum(_softmax(tau * scores), 1e-12))).sum())
+        -float((weighted_t * np.log(np.maximum(_softmax(tau * scores), 1e-12))).sum())
         for tau in TEMPERATURE_GRID
     ]
     tau = TEMPERATURE_GRID[int(np.argmin(losses))]
@@ -227,3 +261,28 @@ def fit_ridge_classifier(
         bias=(tau * params[d]).astype(np.float32),
         scale=scale,
     )
+
+
+def blend(
+    lm: np.ndarray,
+    em: np.ndarray,
+    covered: np.ndarray,
+    alpha: float,
+    offsets: np.ndarray | None = None,
+) -> np.ndarray:
+    """``lm^(1-α) · em^α`` (normalised) on covered rows, ``em`` elsewhere; ``float32 [n, k]``.
+    With ``offsets`` ``[k]``, every row is then multiplied by ``exp(offsets)`` and renormalised.
+
+    Computed in float64 and rounded to float32, so that a row's result does not depend on its
+    position in the batch (numpy's SIMD and scalar ``exp``/``log`` may differ in the last bit).
+    """
+    lm64, em64 = np.asarray(lm, np.float64), np.asarray(em, np.float64)
+    mixed = np.exp(
+        (1 - alpha) * np.log(np.maximum(lm64, 1e-6)) + alpha * np.log(np.maximum(em64, 1e-6))
+    )
+    mixed /= mixed.sum(axis=1, keepdims=True)
+    out = np.where(covered[:, None], mixed, em64)
+    if offsets is not None:
+        out = out * np.exp(np.asarray(offsets, np.float64))
+        out /= out.sum(axis=1, keepdims=True)
+    return out.astype(np.float32)

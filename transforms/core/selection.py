@@ -1,10 +1,12 @@
-"""Model selection on the gold (tuning) rows: folds, out-of-fold predictions, a sign test.
+"""Model selection on the gold (tuning) rows: folds, out-of-fold predictions, a paired test.
 
 Every choice the labeler makes from gold rows (label-model kind, extension level, end-model
-weight, class offsets) compares a candidate with a default on the *same* gold rows and adopts the candidate
-only when it wins clearly: :func:`beats` is a one-standard-error paired test of the per-row
-losses (:func:`row_losses`; Brier by default), so noise on a few hundred gold rows falls back to the default (shrinkage toward the
-defaults instead of picking the luckiest candidate).
+recipe and weight, class offsets) compares a candidate with a default on the *same* gold rows and
+adopts the candidate only when it wins clearly: :func:`beats` is a one-standard-error paired test
+of the per-row losses (:func:`row_losses`), so noise on a few hundred gold rows falls back to the
+default (shrinkage toward the defaults instead of picking the luckiest candidate). A candidate
+that :func:`collapses` (predicts one class for nearly every gold row while the gold rows show
+another class) is never adopted.
 
 >>> fold_assignment(7, 3, seed=0).tolist()
 [2, 1, 0, 0, 2, 0, 1]
@@ -26,6 +28,16 @@ from transforms.core.label_models import (
     shrink_with_counts,
 )
 
+# The per-row losses of :func:`row_losses`; each is the exact per-row decomposition of
+# ``1 - metric`` on the rows scored (their mean is ``1 - metric``).
+LOSSES = ("error", "balanced_error", "macro_f1", "f1")
+# The gold rows show a class below this share: ``metric="auto"`` selects by macro-F1.
+IMBALANCED_SHARE = 0.2
+# A class with at least this gold share must be predicted on at least COLLAPSE_RATIO of its
+# share of the rows, or the candidate has collapsed.
+COLLAPSE_MIN_SHARE = 0.05
+COLLAPSE_RATIO = 1 / 3
+
 
 def fold_assignment(num_rows: int, folds: int, seed: int) -> np.ndarray:
     """``int [num_rows]`` fold of each gold row: a seeded permutation modulo ``folds``."""
@@ -45,29 +57,114 @@ def beats(candidate_loss: np.ndarray, default_loss: np.ndarray) -> bool:
     return bool(diff.mean() > 0 and diff.mean() > spread)
 
 
-def row_losses(proba: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
-    """Per-row loss of posteriors ``[g, k]``: ``"error"`` (0/1, argmax ≠ gold),
-    ``"balanced_error"`` (the error weighted by ``1 / (classes present · class frequency)``, so
-    its mean is the balanced error rate and a rare class counts as much as a common one) or
-    ``"brier"`` (``Σ_y (p_y - 1[y = gold])²``, a proper score that also rewards calibration).
+def resolve_loss(metric: str, gold: np.ndarray, cardinality: int) -> str:
+    """The per-row loss the gold-row choices minimise for a task ``metric``.
 
-    >>> row_losses(np.array([[0.8, 0.2], [0.5, 0.5]]), np.array([0, 1]), "brier").round(2).tolist()
-    [0.08, 0.5]
+    ``"accuracy"`` → ``"error"``, ``"balanced_accuracy"`` → ``"balanced_error"``, ``"macro_f1"``
+    and ``"f1"`` → themselves; ``"auto"`` → ``"macro_f1"`` for a binary task whose gold rows show
+    a class below :data:`IMBALANCED_SHARE` of the rows (plain error rewards silence when
+    positives are rare), else ``"error"``. Multi-class tasks keep the error under ``"auto"``:
+    small classes are the norm there (every class of TREC, SemEval and ChemProt below 40 % of
+    the uniform share), and macro-F1 selection cost accuracy on them in the valid-split
+    cross-validation (``benchmarks/README.md``); :func:`collapses` still protects their classes.
+
+    >>> resolve_loss("auto", np.array([0] * 90 + [1] * 10), 2), resolve_loss("auto", np.arange(40) % 2, 2)
+    ('macro_f1', 'error')
+    """
+    named = {"accuracy": "error", "balanced_accuracy": "balanced_error", "macro_f1": "macro_f1",
+             "f1": "f1"}
+    if metric in named:
+        return named[metric]
+    if metric != "auto":
+        raise ValueError(f"metric {metric!r} is unknown: use 'auto' or one of {tuple(named)}")
+    gold = np.asarray(gold, np.int64)
+    if gold.size == 0:
+        return "error"
+    share = np.bincount(gold, minlength=cardinality) / gold.size
+    return "macro_f1" if cardinality == 2 and share.min() < IMBALANCED_SHARE else "error"
+
+
+def row_losses(
+    proba: np.ndarray, gold: np.ndarray, metric: str, positive_class: int = 1
+) -> np.ndarray:
+    """Per-row loss of posteriors ``[g, k]`` (argmax predictions); the mean over the rows is
+    exactly ``1 - metric`` of those predictions:
+
+    - ``"error"``: 0/1, argmax ≠ gold.
+    - ``"balanced_error"``: the error weighted by ``1 / (classes present · class frequency)``.
+    - ``"f1"``: ``1 - F1`` of ``positive_class``: a row wrong on positive-vs-rest costs
+      ``g / (positives + predicted positives)`` (``1 - F1 = (FN + FP) / (P + PP)``).
+    - ``"macro_f1"``: ``1 -`` the mean F1 over the classes that occur in gold or predictions: a
+      wrong row is a false negative of its gold class ``y`` and a false positive of its
+      predicted class ``ŷ`` and costs ``g / c · (1 / (P_y + PP_y) + 1 / (P_ŷ + PP_ŷ))``.
+
+    The F1 weights depend on the predictions, so the losses of two candidates are each exact for
+    their own predictions.
+
+    >>> p = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1]])
+    >>> y = np.array([0, 1, 1, 0])
+    >>> round(float(row_losses(p, y, "f1").mean()), 4), round(float(row_losses(p, y, "macro_f1").mean()), 4)
+    (0.3333, 0.2667)
     """
     proba = np.asarray(proba, np.float64)
-    if metric in ("error", "balanced_error"):
-        wrong = (proba.argmax(axis=1) != gold).astype(np.float64)
-        if metric == "error":
-            return wrong
-        counts = np.bincount(gold, minlength=proba.shape[1]).astype(np.float64)
+    gold = np.asarray(gold, np.int64)
+    k = proba.shape[1]
+    pred = proba.argmax(axis=1)
+    if metric == "error":
+        return (pred != gold).astype(np.float64)
+    if metric == "balanced_error":
+        counts = np.bincount(gold, minlength=k).astype(np.float64)
         present = counts > 0
-        return wrong * gold.size / (present.sum() * counts[gold])
-    if metric != "brier":
-        raise ValueError(
-            f"selection metric {metric!r} is unknown: use 'error', 'balanced_error' or 'brier'"
-        )
-    onehot = np.eye(proba.shape[1])[gold]
-    return ((proba - onehot) ** 2).sum(axis=1)
+        return (pred != gold) * gold.size / (present.sum() * counts[gold])
+    if metric == "f1":
+        wrong = (pred == positive_class) != (gold == positive_class)
+        denom = float((pred == positive_class).sum() + (gold == positive_class).sum())
+        return wrong * (gold.size / denom if denom else 0.0)
+    if metric == "macro_f1":
+        denom = np.bincount(gold, minlength=k) + np.bincount(pred, minlength=k)
+        inverse = np.where(denom > 0, 1.0 / np.maximum(denom, 1), 0.0)
+        wrong = pred != gold
+        return wrong * gold.size / max((denom > 0).sum(), 1) * (inverse[gold] + inverse[pred])
+    raise ValueError(f"selection loss {metric!r} is unknown: use one of {LOSSES}")
+
+
+def collapses(proba: np.ndarray, gold: np.ndarray) -> bool:
+    """True when the argmax of ``proba [g, k]`` almost never predicts a class that the gold rows
+    show on at least :data:`COLLAPSE_MIN_SHARE` of the rows (predicted on less than
+    :data:`COLLAPSE_RATIO` of its gold share): "one class for (nearly) every row".
+
+    >>> gold = np.array([0] * 92 + [1] * 8)
+    >>> collapses(np.tile([0.9, 0.1], (100, 1)), gold), collapses(np.eye(2)[gold], gold)
+    (True, False)
+    """
+    gold = np.asarray(gold, np.int64)
+    if gold.size == 0:
+        return False
+    k = np.asarray(proba).shape[1]
+    gold_share = np.bincount(gold, minlength=k) / gold.size
+    pred_share = np.bincount(np.asarray(proba).argmax(axis=1), minlength=k) / gold.size
+    return bool(np.any((gold_share >= COLLAPSE_MIN_SHARE) & (pred_share < COLLAPSE_RATIO * gold_share)))
+
+
+def choose(
+    losses: dict, default: object, collapsed: frozenset | set = frozenset()
+) -> object:
+    """The key of ``losses`` (candidate → per-row losses on the same gold rows) to adopt.
+
+    The candidate with the lowest summed loss among those not ``collapsed`` replaces
+    ``default`` only if it :func:`beats` it — or if the default itself collapsed. Ties go to
+    the earlier key.
+
+    >>> choose({"a": np.zeros(50), "b": np.r_[np.zeros(40), np.ones(10)]}, "b")
+    'a'
+    >>> choose({"a": np.zeros(50), "b": np.ones(50)}, "b", collapsed={"a"})
+    'b'
+    """
+    allowed = [key for key in losses if key not in collapsed] or [default]
+    best = min(allowed, key=lambda key: float(np.sum(losses[key])))
+    if default in collapsed and best != default:
+        return best
+    return best if beats(losses[best], losses[default]) else default
 
 
 def out_of_fold_proba(
@@ -100,22 +197,13 @@ def out_of_fold_proba(
 OFFSET_GRID = (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.0, 2.0)
 
 
-def _shifted_proba(log_proba: np.ndarray, offsets: np.ndarray, metric: str = "brier") -> np.ndarray:
-    """``softmax(log_proba + offsets)``; for the argmax-based losses (``"error"``,
-    ``"balanced_error"``) the shifted log-probabilities themselves (same argmax, no ``exp``)."""
-    z = log_proba + offsets
-    if metric in ("error", "balanced_error"):
-        return z
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def fit_offsets(log_proba: np.ndarray, gold: np.ndarray, metric: str, sweeps: int = 2) -> np.ndarray:
-    """Log class offsets ``float64 [k]`` minimising the summed :func:`row_losses` of
-    ``softmax(log_proba + offsets)``: coordinate search over :data:`OFFSET_GRID`, ``sweeps``
-    passes over the classes, starting from 0; a move is taken only if it lowers the loss (ties
-    keep the offset nearest 0).
+def fit_offsets(
+    log_proba: np.ndarray, gold: np.ndarray, metric: str, positive_class: int = 1, sweeps: int = 2
+) -> np.ndarray:
+    """Log class offsets ``float64 [k]`` minimising the summed :func:`row_losses` of the argmax
+    of ``log_proba + offsets``: coordinate search over :data:`OFFSET_GRID`, ``sweeps`` passes
+    over the classes, starting from 0; a move is taken only if it lowers the loss (ties keep the
+    offset nearest 0) and does not make the predictions :func:`collapse <collapses>`.
 
     >>> log_p = np.log(np.array([[0.7, 0.3], [0.6, 0.4], [0.8, 0.2], [0.9, 0.1]]))
     >>> fit_offsets(log_p, np.array([1, 1, 0, 0]), "error").tolist()
@@ -123,13 +211,20 @@ def fit_offsets(log_proba: np.ndarray, gold: np.ndarray, metric: str, sweeps: in
     """
     log_proba = np.asarray(log_proba, np.float64)
     offsets = np.zeros(log_proba.shape[1])
-    best = float(row_losses(_shifted_proba(log_proba, offsets, metric), gold, metric).sum())
+
+    def loss_of(shift: np.ndarray) -> float:
+        shifted = log_proba + shift
+        if collapses(shifted, gold):
+            return np.inf
+        return float(row_losses(shifted, gold, metric, positive_class).sum())
+
+    best = loss_of(offsets)
     for _ in range(sweeps):
         for c in range(log_proba.shape[1]):
             current = offsets[c]
             for value in OFFSET_GRID:
                 offsets[c] = value
-                loss = float(row_losses(_shifted_proba(log_proba, offsets, metric), gold, metric).sum())
+                loss = loss_of(offsets)
                 if loss < best - 1e-12:
                     best, current = loss, value
             offsets[c] = current
@@ -137,30 +232,22 @@ def fit_offsets(log_proba: np.ndarray, gold: np.ndarray, metric: str, sweeps: in
 
 
 def cross_validated_offsets(
-    log_proba: np.ndarray, gold: np.ndarray, fold_of: np.ndarray, metric: str
-) -> tuple[np.ndarray, np.ndarray]:
+    log_proba: np.ndarray, gold: np.ndarray, fold_of: np.ndarray, metric: str,
+    positive_class: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`fit_offsets` on all gold rows, and the honest loss of doing so.
 
     Returns:
-        ``(offsets [k], loss [g])``: offsets fitted on every row, and each row's loss under the
-        offsets fitted on the *other* folds (nested cross-validation: the search itself is
-        what is scored, so a lucky offset on few rows does not pass :func:`beats`).
+        ``(offsets [k], loss [g], shifted [g, k])``: offsets fitted on every row; each row's
+        loss under the offsets fitted on the *other* folds (nested cross-validation: the search
+        itself is what is scored, so a lucky offset on few rows does not pass :func:`beats`);
+        and those held-out shifted log-probabilities.
     """
     log_proba = np.asarray(log_proba, np.float64)
-    loss = np.empty(gold.shape[0])
+    shifted = np.empty_like(log_proba)
     for fold in np.unique(fold_of):
         held = fold_of == fold
-        offsets = fit_offsets(log_proba[~held], gold[~held], metric)
-        proba = _shifted_proba(log_proba[held], offsets)
-        # Each fold's rows are scored with the weights of the full gold set.
-        loss[held] = row_losses_within(proba, gold, held, metric)
-    return fit_offsets(log_proba, gold, metric), loss
-
-
-def row_losses_within(proba: np.ndarray, gold: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
-    """:func:`row_losses` of ``proba`` (the posteriors of ``gold[rows]``) with the class weights
-    of the whole ``gold`` array, so that per-fold losses add up to the full-set loss."""
-    full = np.zeros((gold.shape[0], proba.shape[1]))
-    full[:, 0] = 1.0
-    full[rows] = proba
-    return row_losses(full, gold, metric)[rows]
+        offsets = fit_offsets(log_proba[~held], gold[~held], metric, positive_class)
+        shifted[held] = log_proba[held] + offsets
+    loss = row_losses(shifted, gold, metric, positive_class)
+    return fit_offsets(log_proba, gold, metric, positive_class), loss, shifted
