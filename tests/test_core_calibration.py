@@ -101,7 +101,9 @@ def test_fit_labeler_chooses_offsets_for_an_under_predicted_class_and_round_trip
     gold = np.where(np.arange(n) < 400, y, -1)
     ids = np.array([f"r{i}" for i in range(n)])
     # Weak targets + gold rows at weight 1 (the default recipe), so only the offsets can help.
-    config = LabelerConfig(extension=False, end_model_gold_weight=1.0, metric="macro_f1")
+    config = LabelerConfig(
+        extension=False, label_model="naive_bayes", end_model_gold_weight=1.0, metric="macro_f1"
+    )
     fitted = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, config)
     assert fitted.end_model is not None and fitted.end_model.offsets is not None
     assert fitted.end_model.offsets[1] > fitted.end_model.offsets[0]

@@ -16,7 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -157,49 +157,45 @@ RIDGE_GRID = tuple(10.0 ** np.arange(-4.0, 1.5, 1.0))
 TEMPERATURE_GRID = tuple(10.0 ** np.arange(0.0, 2.51, 0.25))
 
 
-def augmented_gram(embeddings: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """``float64 [d+1, d+1]`` Gram matrix of the normalised, scaled rows with a bias column.
-
-    Additive over rows, so the Gram of two disjoint row sets is the sum of theirs.
-    """
-    xb = augment(embeddings, scale)
-    return xb.T @ xb
-
-
 def augment(embeddings: np.ndarray, scale: float) -> np.ndarray:
     """``float64 [s, d+1]``: the rows L2-normalised, times ``scale``, with a bias column of 1."""
     x = l2_normalise(embeddings).astype(np.float64) * scale
     return np.hstack([x, np.ones((x.shape[0], 1))])
 
 
-def fit_ridge_classifier(
-    embeddings: np.ndarray,
-    targets: np.ndarray,
-    *,
-    scale: float = 1.0,
-    gram: np.ndarray | None = None,
-    sample_weight: np.ndarray | None = None,
-) -> EndModel:
-    """Closed-form end model: ridge regression on (soft) targets, then a softmax temperature.
+@dataclasses.dataclass(frozen=True, eq=False)
+class RidgeRows:
+    """A group of training rows of :func:`ridge_on_rows` with its sufficient statistics.
 
-    One eigendecomposition of the ``[d+1, d+1]`` Gram matrix serves every penalty of
-    :data:`RIDGE_GRID` (relative to the mean eigenvalue); the penalty with the smallest
-    generalised cross-validation error ``RSS / (1 - tr(H)/s)²`` wins, and the temperature of
-    :data:`TEMPERATURE_GRID` with the smallest cross-entropy against the targets turns the
-    scores into probabilities. No iteration, no learning rate: ``s·d² + d³`` flops, and the
-    Gram matrix can be passed in (:func:`augmented_gram`, additive over rows) to share it.
+    Attributes:
+        augmented: ``float64 [s, d+1]`` rows through :func:`augment`.
+        targets: ``float64 [s, k]``.
+        gram: ``augmented.T @ augmented``.
+        cross: ``augmented.T @ targets``.
+        total: ``Σ targets²``.
+    """
+
+    augmented: np.ndarray
+    targets: np.ndarray
+    gram: np.ndarray
+    cross: np.ndarray
+    total: float
+
+    @classmethod
+    def of(cls, augmented: np.ndarray, targets: np.ndarray) -> "RidgeRows":
+        """Computes the statistics of ``augmented [s, d+1]`` rows with ``targets [s, k]``."""
+        t = np.asarray(targets, np.float64)
+        return cls(augmented, t, augmented.T @ augmented, augmented.T @ t, float((t * t).sum()))
+
+
+def fit_ridge_classifier(embeddings: np.ndarray, targets: np.ndarray, *, scale: float = 1.0) -> EndModel:
+    """Closed-form end model: ridge regression on (soft) targets, then a softmax temperature
+    (:func:`ridge_on_rows` on one group of rows).
 
     Args:
         embeddings: ``float [s, d]``.
         targets: ``float [s, k]`` rows summing to 1.
         scale: Multiplier of the normalised inputs (kept in :class:`EndModel`).
-        gram: :func:`augmented_gram` of exactly these rows, if already computed (with
-            ``sample_weight``: the weighted sum of the rows' Gram matrices).
-        sample_weight: ``float [s]`` row weights (a row of weight ``w`` counts as ``w`` copies
-            of itself in the squared loss, the cross-validation and the temperature); default 1.
-
-    Returns:
-        The fitted :class:`EndModel`.
 
     Raises:
         ValueError: if there are no rows or the shapes disagree.
@@ -217,26 +213,32 @@ def fit_ridge_classifier(
             f"need at least one training row and one target per row; got {len(embeddings)} rows "
             f"and {t.shape[0]} targets"
         )
-    return ridge_on_augmented(augment(embeddings, scale), t, scale, gram, sample_weight)
+    return ridge_on_rows([(RidgeRows.of(augment(embeddings, scale), t), 1.0)], scale)
 
 
-def ridge_on_augmented(
-    xb: np.ndarray,
-    targets: np.ndarray,
-    scale: float,
-    gram: np.ndarray | None = None,
-    sample_weight: np.ndarray | None = None,
-) -> EndModel:
-    """:func:`fit_ridge_classifier` on rows already passed through :func:`augment` (so that
-    many fits over subsets of one sample augment it once)."""
-    t = np.asarray(targets, np.float64)
-    w = np.ones(t.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    s, d = float(w.sum()), xb.shape[1] - 1
-    weighted_t = w[:, None] * t
-    evals, evecs = np.linalg.eigh(xb.T @ (w[:, None] * xb) if gram is None else gram)
+def ridge_on_rows(groups: Sequence[tuple[RidgeRows, float]], scale: float) -> EndModel:
+    """Ridge regression on groups of rows, each counted ``weight`` times, then a temperature.
+
+    One eigendecomposition of the weighted Gram matrix serves every penalty of
+    :data:`RIDGE_GRID` (relative to the mean eigenvalue); the penalty with the smallest
+    generalised cross-validation error ``RSS / (1 - tr(H)/s)²`` wins (RSS in closed form in the
+    eigenbasis), and the temperature of :data:`TEMPERATURE_GRID` with the smallest weighted
+    cross-entropy against the targets turns the scores into probabilities. No iteration, no
+    learning rate; a group's statistics are computed once and shared by every fit that uses it
+    (the labeler's cross-validation refits on the same weak rows many times).
+
+    Args:
+        groups: ``(rows, weight)`` pairs; a row of weight ``w`` counts as ``w`` copies of itself.
+        scale: The input scale the rows were augmented with (kept in :class:`EndModel`).
+    """
+    gram = sum(weight * rows.gram for rows, weight in groups)
+    cross = sum(weight * rows.cross for rows, weight in groups)
+    total = sum(weight * rows.total for rows, weight in groups)
+    s = sum(weight * rows.targets.shape[0] for rows, weight in groups)
+    d = gram.shape[0] - 1
+    evals, evecs = np.linalg.eigh(gram)
     evals = np.maximum(evals, 0.0)
-    rotated = evecs.T @ (xb.T @ weighted_t)  # [d+1, k]
-    total = float((weighted_t * t).sum())
+    rotated = evecs.T @ cross  # [d+1, k]
     power = (rotated**2).sum(axis=1)  # [d+1]
     unit = evals.mean()
     best = (np.inf, 0.0)
@@ -249,12 +251,13 @@ def ridge_on_augmented(
         if gcv < best[0]:
             best = (gcv, penalty)
     params = evecs @ (rotated / (evals + best[1] * unit)[:, None])
-    scores = xb @ params
-    scores -= scores.mean(axis=1, keepdims=True)
-    losses = [
-        -float((weighted_t * np.log(np.maximum(_softmax(tau * scores), 1e-12))).sum())
-        for tau in TEMPERATURE_GRID
-    ]
+    losses = np.zeros(len(TEMPERATURE_GRID))
+    for rows, weight in groups:
+        scores = rows.augmented @ params
+        scores -= scores.mean(axis=1, keepdims=True)
+        for i, tau in enumerate(TEMPERATURE_GRID):
+            log_p = np.log(np.maximum(_softmax(tau * scores), 1e-12))
+            losses[i] -= weight * float((rows.targets * log_p).sum())
     tau = TEMPERATURE_GRID[int(np.argmin(losses))]
     return EndModel(
         weights=(tau * params[:d]).astype(np.float32),

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from transforms.core.end_model import EndModel, augment, blend, ridge_on_augmented
+from transforms.core.end_model import EndModel, RidgeRows, augment, blend, ridge_on_rows
 from transforms.core.extension import extend_votes
 from transforms.core.label_models import LabelModel
 from transforms.core.labeler_config import (
@@ -53,24 +53,20 @@ class EndModelData:
     scale: float
 
     @functools.cached_property
-    def weak_gram(self) -> np.ndarray:
-        """The Gram matrix of the weak rows (shared by every fit)."""
-        xb = self.augmented[self.weak]
-        return xb.T @ xb
+    def weak_rows(self) -> RidgeRows:
+        """The weak rows and their statistics (shared by every fit)."""
+        return RidgeRows.of(self.augmented[self.weak], self.targets[self.weak])
 
     def fit(self, gold_weight: float, gold_rows: np.ndarray | None = None) -> EndModel:
         """Ridge end model on the weak rows + ``gold_rows`` (default: every gold row) counted
         ``gold_weight`` times; ``gold_weight = inf``: on those gold rows alone."""
         gold_rows = np.flatnonzero(self.gold) if gold_rows is None else gold_rows
-        gold_xb = self.augmented[gold_rows]
+        gold = RidgeRows.of(self.augmented[gold_rows], self.targets[gold_rows])
         if np.isinf(gold_weight):
-            rows, weight, gram = gold_rows, np.ones(gold_rows.size), gold_xb.T @ gold_xb
+            groups = [(gold, 1.0)]
         else:
-            rows = np.concatenate([np.flatnonzero(self.weak), gold_rows])
-            weight = np.r_[np.ones(int(self.weak.sum())), np.full(gold_rows.size, gold_weight)]
-            gram = self.weak_gram + gold_weight * (gold_xb.T @ gold_xb)
-        model = ridge_on_augmented(self.augmented[rows], self.targets[rows], self.scale, gram, weight)
-        return dataclasses.replace(model, gold_weight=float(gold_weight))
+            groups = [(self.weak_rows, 1.0), (gold, gold_weight)]
+        return dataclasses.replace(ridge_on_rows(groups, self.scale), gold_weight=float(gold_weight))
 
     def out_of_fold(self, gold_weight: float, folds: np.ndarray) -> np.ndarray:
         """``[g, k]`` end-model probabilities of the gold rows, each from :meth:`fit` without
