@@ -244,7 +244,7 @@ def _facts_table(summary: Mapping[str, Any]) -> str:
         ("model", options.get("model", "")),
         ("model fingerprint", summary.get("model_fingerprint", "")),
         ("label model", summary["label_model"]["kind"]),
-        ("end model", summary["label_model"]["end_model"]),
+        ("end model", _end_model_fact(summary["label_model"])),
     ]
     known = {
         "input", "documents", "labelled", "dead_letter", "dead_letter_by_cause", "accounted",
@@ -490,3 +490,14 @@ def render_report(summary: Mapping[str, Any], extras: ReportExtras | None = None
 <script>{_SCRIPT}</script>
 </body></html>
 """
+
+
+def _end_model_fact(label_model: Mapping[str, Any]) -> str:
+    """"gold weight 4, α 1.0, offsets […]" (or "none") for the run facts table."""
+    if not label_model["end_model"]:
+        return "none"
+    weight = label_model.get("end_model_gold_weight")
+    recipe = "tuning rows only" if weight == "inf" else f"weak labels + tuning rows ×{weight}"
+    offsets = label_model.get("class_offsets")
+    return (f"{recipe}, α {label_model.get('end_model_weight')}, metric "
+            f"{label_model.get('metric')}, class offsets {offsets if offsets else 'none'}")

@@ -268,6 +268,7 @@ def build_summary(
             "kind": fitted.label_model.kind,
             "class_balance": fitted.label_model.class_balance.tolist(),
             "end_model": fitted.end_model is not None,
+            **end_model_choices(fitted),
         },
         "lfs": [
             {**row, "failure_sample_ids": list(counts.lf_failure_samples.get(row["lf"], ()))}
@@ -306,3 +307,17 @@ def format_summary(summary: Mapping[str, Any], output: str) -> str:
         f"{output}/report.html"
     )
     return "\n".join(lines)
+
+
+def end_model_choices(fitted: FittedLabeler) -> dict[str, Any]:
+    """The fit's gold-row choices: the task metric, the end model's recipe (``gold_weight``:
+    how its training counted the tuning rows, ``"inf"`` = them alone), ``α`` and class offsets."""
+    end = fitted.end_model
+    if end is None:
+        return {"metric": fitted.config.metric}
+    return {
+        "metric": fitted.config.metric,
+        "end_model_gold_weight": "inf" if np.isinf(end.gold_weight) else end.gold_weight,
+        "end_model_weight": end.weight,
+        "class_offsets": None if end.offsets is None else end.offsets.tolist(),
+    }

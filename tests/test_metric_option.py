@@ -49,3 +49,6 @@ def test_the_pipeline_fits_with_the_metric(corpus_files, tiny_model, tmp_path):
     model = json.loads((output / "model.json").read_text())
     assert model["config"]["metric"] == "macro_f1"
     assert model["end_model"]["gold_weight"] in (1.0, 4.0, 16.0, "inf")
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["label_model"]["metric"] == "macro_f1"
+    assert summary["label_model"]["end_model_gold_weight"] == model["end_model"]["gold_weight"]
