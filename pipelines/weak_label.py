@@ -10,30 +10,41 @@ vectors, the output is writable) and fails with a message that names the bad val
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
+import signal
 import sys
 import uuid
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.console import run_failure_line, set_verbose
 from pipelines.options import WeakLabelOptions, parse_options
+from pipelines.output_guard import OutputLock, check_output_safe
 from pipelines.outputs import write_outputs
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs, VoteSource
 from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache, WriteCache
 from transforms.core.artifacts import text_hash
 from transforms.core.labeler import LabelerConfig
+from transforms.core.votes import USER_INTERRUPT
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.documents import AttachGold, JoinRecords, embed_input
 from transforms.embed import EmbedConfig, EmbedTexts, preflight_model
 from transforms.extend import NearestVoters
-from transforms.io import DOCUMENTS_TAG, CorpusSource, ReadCorpus, preflight_source
+from transforms.io import (
+    DOCUMENTS_TAG,
+    CorpusSource,
+    ReadCorpus,
+    preflight_source,
+    split_patterns,
+)
 from transforms.knn_graph import NeighbourGraph
 from transforms.label import FitLabeler, LabelDocuments
 from transforms.labeling_functions import LFSet, lf_names_for_votes, load_lf_set
@@ -41,6 +52,7 @@ from transforms.models.fingerprint import model_fingerprint
 from transforms.neighbours import NeighbourConfig
 
 MAX_DEV_ROWS_CHECKED = 100_000  # dev rows read by preflight to check the label field
+RUN_LOG = "epoxy-beam.log"  # the traceback of a failed run, in its staging directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +120,7 @@ class RunPlan:
             self.options.votes_field,
             len(self.lf_names) - num_lfs,
             self.cardinality,
+            self.options.lf_timeout_s,
         )
 
     def labeler_config(self) -> LabelerConfig:
@@ -149,15 +162,20 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
     dev = probe.dev_source()
     if dev is not None:
         preflight_source(dev)
-        _check_dev_labels(dev, class_names)
+        _check_dev_labels(dev, class_names, options.max_dead_letter_rate)
     lf_names = tuple(lf_set.names if lf_set else ())
     if options.votes_field:
-        width = _votes_width(probe.corpus_source(), options.votes_field)
+        width = _votes_width(probe.corpus_source(), options.votes_field, options.lf_name_list)
         lf_names += tuple(lf_names_for_votes(width, options.lf_name_list))
     if len(set(lf_names)) != len(lf_names):
         raise ValueError(
             f"LF names {list(lf_names)} repeat a name: rename the LFs or pass distinct --lf_names"
         )
+    check_output_safe(
+        options.output,
+        split_patterns(options.input) + split_patterns(options.dev_input),
+        options.overwrite,
+    )
     embedding_dim = preflight_model(options.model)
     _check_writable(options.output)
     if options.cache_dir:
@@ -180,11 +198,28 @@ def _check_numbers(options: WeakLabelOptions) -> None:
             f"--max_lf_failure_rate={options.max_lf_failure_rate} must be in [0, 1]: the share of "
             "documents an LF may fail on before the run fails"
         )
+    if not 0.0 <= options.max_dead_letter_rate <= 1.0:
+        raise ValueError(
+            f"--max_dead_letter_rate={options.max_dead_letter_rate} must be in [0, 1]: the share "
+            "of input rows that may be dead-lettered before the run fails"
+        )
+    if not 0.0 <= options.lf_timeout_s <= 86_400:
+        raise ValueError(
+            f"--lf_timeout_s={options.lf_timeout_s} must be in [0, 86400] seconds: one LF's time "
+            "budget per row (0 = none)"
+        )
+    if options.seed < 0:
+        raise ValueError(
+            f"--seed={options.seed} must be a non-negative integer (numpy seeds are >= 0); pass "
+            "e.g. --seed 5"
+        )
     for name in (
         "num_neighbours", "num_shards", "sample_size", "max_text_chars", "partition_rows", "spill"
     ):
         if getattr(options, name) < 1:
-            raise ValueError(f"--{name}={getattr(options, name)} must be at least 1")
+            raise ValueError(
+                f"--{name}={getattr(options, name)} must be at least 1; pass a positive integer"
+            )
 
 
 def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, ...]:
@@ -203,68 +238,118 @@ def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, 
             f"{list(names)}: give one name per class, or drop --cardinality"
         )
     if names:
+        _check_class_names(names, "--class_names" if options.class_name_list else (
+            f"CLASS_NAMES in --labeling_functions {lf_set.spec!r}" if lf_set else "class names"))
         return names
     cardinality = options.cardinality or 2
     if cardinality < 2:
-        raise ValueError(f"--cardinality={cardinality} is invalid: a task has at least 2 classes")
+        raise ValueError(
+            f"--cardinality={cardinality} is invalid: a task has at least 2 classes; pass "
+            "--cardinality 2 or more"
+        )
     return tuple(str(c) for c in range(cardinality))
 
 
-def _check_dev_labels(dev: CorpusSource, class_names: tuple[str, ...]) -> None:
-    """Reads the dev rows and fails when no row has the label field or a label is no class.
+def _check_class_names(names: tuple[str, ...], origin: str) -> None:
+    """Rejects fewer than 2 class names, or names equal up to case (labels match any case)."""
+    if len(names) < 2:
+        raise ValueError(
+            f"{origin} = {names!r} lists {len(names)} class; a task has at least 2 classes: "
+            "list every class, e.g. CLASS_NAMES = (\"HAM\", \"SPAM\")"
+        )
+    folded = [name.strip().casefold() for name in names]
+    repeated = sorted({name for name in names if folded.count(name.strip().casefold()) > 1})
+    if repeated or not all(folded):
+        raise ValueError(
+            f"{origin} = {names!r} has empty names or names equal up to case ({repeated}); dev "
+            "labels match class names in any case, so give every class a distinct, non-empty name"
+        )
 
-    A label that is a class id or name outside ``class_names`` means the task's cardinality is
-    wrong, so the run stops here; a garbled label in one row (not a number or a name) is left to
-    the read stage, which dead-letters the row as ``bad_label``. At most
+
+def _check_dev_labels(dev: CorpusSource, class_names: tuple[str, ...], max_bad: float) -> None:
+    """Reads the dev rows and fails when the dev set cannot serve as gold labels.
+
+    Labels are class ids or class names (case-insensitive, :func:`~transforms.io.parse_label`).
+    The run stops here when the dev set has no row, no row has the label field, a label is a
+    class id outside ``class_names`` (the cardinality is wrong), or more than ``max_bad`` of the
+    labels map to no class (e.g. names that are not ``CLASS_NAMES``); a garbled label in a few
+    rows is left to the read stage, which dead-letters those rows as ``bad_label``. At most
     :data:`MAX_DEV_ROWS_CHECKED` rows are read.
     """
-    from transforms.io import parse_file, parse_label
+    from transforms.io import parse_label
 
     label_field = str(dev.label_field)
-    probe = dataclasses.replace(dev, label_field=None)
-    rows = labelled = 0
+    rows, labelled, unmapped = 0, 0, collections.Counter()
     fields_seen: set[str] = set()
-    for path in preflight_source(probe):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            for item in parse_file(path, stream, probe):
-                if not isinstance(item, dict):
-                    continue
-                rows += 1
-                fields_seen.update(item["fields"])
-                value = item["fields"].get(label_field)
-                labelled += value is not None
-                _, problem = parse_label(value, class_names)
-                numeric = isinstance(value, int) or str(value).strip().lstrip("-").isdigit()
-                if value is not None and problem and numeric:
-                    raise ValueError(
-                        f"--dev_input row {item['source']}: {label_field!r} = {value!r} is not one "
-                        f"of the {len(class_names)} classes {list(class_names)}: pass "
-                        "--cardinality / --class_names for every class, or fix the label"
-                    )
-                if rows >= MAX_DEV_ROWS_CHECKED:
-                    break
-    if rows and not labelled:
+    for item in _parsed_rows(dataclasses.replace(dev, label_field=None), MAX_DEV_ROWS_CHECKED):
+        rows += 1
+        fields_seen.update(item["fields"])
+        value = item["fields"].get(label_field)
+        labelled += value is not None
+        _, problem = parse_label(value, class_names)
+        numeric = isinstance(value, int) or str(value).strip().lstrip("-").isdigit()
+        if value is not None and problem and numeric:
+            raise ValueError(
+                f"--dev_input row {item['source']}: {label_field!r} = {value!r} is not one "
+                f"of the {len(class_names)} classes {list(class_names)}: pass "
+                "--cardinality / --class_names for every class, or fix the label"
+            )
+        if value is not None and problem:
+            unmapped[str(value)] += 1
+    if not rows:
+        raise ValueError(
+            f"--dev_input {dev.pattern!r} holds no readable row: the gold labels are missing; "
+            "pass a file of labelled rows, or drop --dev_input"
+        )
+    if not labelled:
         raise ValueError(
             f"--dev_input {dev.pattern!r} has no value in field {label_field!r} in any of its "
             f"{rows} rows (fields: {sorted(fields_seen)}): set --label_field to the gold label "
             "column"
         )
+    if sum(unmapped.values()) > max_bad * labelled:
+        raise ValueError(
+            f"--dev_input {dev.pattern!r}: {sum(unmapped.values())} of {labelled} labels in "
+            f"{label_field!r} map to no class (e.g. {sorted(unmapped)[:3]}); labels must be class "
+            f"ids 0..{len(class_names) - 1} or names in {list(class_names)} (any case): set "
+            "CLASS_NAMES in the LF file or --class_names to the names the dev file uses"
+        )
 
 
-def _votes_width(source: CorpusSource, votes_field: str) -> int:
+def _parsed_rows(source: CorpusSource, limit: int) -> Iterator[dict]:
+    """The first ``limit`` documents of ``source``, as the read stage parses them."""
     from transforms.io import parse_file
 
+    seen = 0
     for path in preflight_source(source):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
             for item in parse_file(path, stream, source):
-                if isinstance(item, dict) and votes_field in item["fields"]:
-                    values = item["fields"][votes_field]
-                    if isinstance(values, list):
-                        return len(values)
-    raise ValueError(
-        f"--votes_field {votes_field!r} is in no row of {source.pattern!r}: name the column "
-        "holding each row's list of votes"
+                if isinstance(item, dict):
+                    yield item
+                    seen += 1
+                    if seen >= limit:
+                        return
+
+
+def _votes_width(source: CorpusSource, votes_field: str, lf_names: Sequence[str]) -> int:
+    """The vote-list width: the number of ``--lf_names``, else the most common width.
+
+    The majority over the first :data:`MAX_DEV_ROWS_CHECKED` rows decides, so one odd row
+    (the first, say) is dead-lettered as ``bad_votes`` instead of setting the width.
+    """
+    if lf_names:
+        return len(lf_names)
+    widths = collections.Counter(
+        len(item["fields"][votes_field])
+        for item in _parsed_rows(source, MAX_DEV_ROWS_CHECKED)
+        if isinstance(item["fields"].get(votes_field), list)
     )
+    if not widths:
+        raise ValueError(
+            f"--votes_field {votes_field!r} is in no row of {source.pattern!r}: name the column "
+            "holding each row's list of votes"
+        )
+    return widths.most_common(1)[0][0]
 
 
 def _check_writable(directory: str) -> None:
@@ -326,6 +411,8 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
     )
     cache = cache_plan(plan, neighbour_config)
+    for problem in cache.problems if cache is not None else ():
+        print(f"epoxy-beam: warning: {problem}", file=sys.stderr)
     if cache is None:
         embeddings = texts | "Embed" >> EmbedTexts(EmbedConfig(model_path=opts.model))
         neighbours = embeddings | "Neighbours" >> NeighbourGraph(neighbour_config)
@@ -366,6 +453,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         fit=fit,
         embedded=embeddings if cache is None else embedded["embedded"],
         embedding_cache_hits=None if cache is None else embedded["hits"],
+        cache_warnings=() if cache is None else cache.problems,
     )
 
 
@@ -378,28 +466,63 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
 
     Returns:
         The pipeline result.
+
+    Raises:
+        ValueError: From preflight, naming the bad value and the fix.
+        RunFailed: When the pipeline fails; its message is one line, and the traceback is in
+            the log file it names (under the staging directory).
     """
     options, beam_args = parse_options(argv)
+    set_verbose(options.verbose)
     plan = preflight(options)
-    pipeline_options = PipelineOptions(beam_args, save_main_session=False)
-    pipeline = beam.Pipeline(options=pipeline_options)
-    build_pipeline(pipeline, plan)
-    result = pipeline.run()
+    lock = OutputLock(options.output, plan.run_id).acquire()
+    try:
+        pipeline = beam.Pipeline(options=PipelineOptions(beam_args, save_main_session=False))
+        build_pipeline(pipeline, plan)
+        result = pipeline.run()
+        if wait:
+            result.wait_until_finish()
+    except Exception as error:  # noqa: BLE001 - any run-time failure becomes one line + a log.
+        log_path = FileSystems.join(plan.staging_dir, RUN_LOG)
+        raise RunFailed(run_failure_line(error, log_path), log_path) from error
+    finally:
+        if wait:
+            lock.release()
     if wait:
-        result.wait_until_finish()
         with FileSystems.open(FileSystems.join(options.output, "summary.json")) as handle:
             print(format_summary(json.load(handle), options.output))
     return result
 
 
+class RunFailed(RuntimeError):
+    """A run that failed after preflight; ``log_path`` holds the full traceback."""
+
+    def __init__(self, line: str, log_path: str) -> None:
+        super().__init__(line)
+        self.log_path = log_path
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT: marks the interrupt as the user's (LFs then do not swallow it) and stops."""
+    USER_INTERRUPT.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: errors in preflight print one clear line and exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    """Console entry point: a preflight error prints one line and exits 2, a failed run 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         run(sys.argv[1:] if argv is None else argv)
     except ValueError as error:
         print(f"epoxy-beam: error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("epoxy-beam: interrupted; nothing was committed", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -8,7 +8,11 @@ cause                  when
 =====================  ==========================================================================
 ``malformed_json``     a JSON Lines line that is not a JSON object
 ``csv_wrong_columns``  a CSV record whose column count differs from the header's
-``csv_malformed``      a CSV record the ``csv`` module rejects
+``csv_malformed``      a one-line CSV record the strict ``csv`` parser rejects
+``csv_unbalanced_quote``  a quoted CSV field that runs over several lines and does not close
+                       cleanly or holds lines that are records themselves (a stray quote):
+                       one record per physical line, so the accounting counts what the
+                       file holds
 ``missing_text``       the text field (or a field of ``text_template``) is absent
 ``empty_text``         the text is null, empty or whitespace only (a null template field renders
                        as ``""``, as in :func:`~transforms.core.text_template.render_text`)
@@ -17,8 +21,8 @@ cause                  when
 ``invalid_utf8``       a line (or a binary text value) that is not UTF-8; the good lines are kept
 ``bad_id``             an id that is a list, dict, ... (ints are converted to strings)
 ``bad_label``          ``label_field`` is set and the label is absent or not a class
-``duplicate_id``       a second row with an id already seen (the row with the smallest
-                       ``source`` is kept)
+``duplicate_id``       a second row with an id already seen (the first occurrence in input
+                       order is kept: files sorted by path, then line number)
 ``unreadable_file``    a file that cannot be opened or decoded (one record for the file, or for
                        the rest of the file after the rows already read)
 =====================  ==========================================================================
@@ -48,6 +52,8 @@ import decimal
 import gzip
 import json
 import math
+import os
+import re
 import string
 import zlib
 from typing import Any, BinaryIO, Iterator
@@ -154,12 +160,24 @@ def read_stage(split: str) -> str:
 
 
 def split_patterns(pattern: str) -> list[str]:
-    """Splits a comma-separated list of globs.
+    """Splits a comma-separated list of globs; ``\\,`` is a comma inside a file name.
 
     >>> split_patterns("a/*.csv, gs://b/c-*.parquet,")
     ['a/*.csv', 'gs://b/c-*.parquet']
+    >>> split_patterns(r"data/a\\,b.csv,c.csv")
+    ['data/a,b.csv', 'c.csv']
     """
-    return [part.strip() for part in pattern.split(",") if part.strip()]
+    parts = re.split(r"(?<!\\),", pattern)
+    return [part.strip().replace("\\,", ",") for part in parts if part.strip()]
+
+
+def join_patterns(patterns: list[str]) -> str:
+    """The inverse of :func:`split_patterns`: commas in names are escaped.
+
+    >>> join_patterns(["data/a,b.csv", "c.csv"])
+    'data/a\\\\,b.csv,c.csv'
+    """
+    return ",".join(part.replace(",", "\\,") for part in patterns)
 
 
 def check_template(template: str) -> list[str]:
@@ -347,22 +365,26 @@ def _parse_jsonl(
 
 
 class _DecodedLines:
-    """Decodes lines for ``csv.reader`` and remembers whether a line was not UTF-8.
+    """Decodes lines for ``csv.reader``; remembers each record's raw lines and first line number.
 
-    ``csv.reader`` pulls exactly the lines of one record (quoted fields span lines), so the flag
-    read and reset after each record tells whether that record had an undecodable line.
+    ``csv.reader`` pulls exactly the lines of one record (quoted fields span lines), so what is
+    read and reset after each record tells which physical lines it took and whether one of them
+    was not UTF-8.
     """
 
     def __init__(self, raw_lines: Iterator[bytes]) -> None:
         self._raw_lines = raw_lines
         self.raw_record: list[bytes] = []
         self.decode_error: UnicodeDecodeError | None = None
+        self.lines_read = 0
+        self.first_line = 1
 
     def __iter__(self) -> "_DecodedLines":
         return self
 
     def __next__(self) -> str:
         raw = next(self._raw_lines)
+        self.lines_read += 1
         self.raw_record.append(raw)
         try:
             return raw.decode("utf-8")
@@ -373,6 +395,7 @@ class _DecodedLines:
     def start_record(self) -> None:
         self.raw_record = []
         self.decode_error = None
+        self.first_line = self.lines_read + 1
 
 
 def _parse_csv(
@@ -380,36 +403,33 @@ def _parse_csv(
 ) -> Iterator[dict | DeadLetter]:
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     lines = _DecodedLines(_raw_lines(stream))
-    reader = csv.reader(lines)
-    header = next(reader, None)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        header = []
     if header is None:
         return  # an empty file has no rows
-    if lines.decode_error is not None or len(set(header)) != len(header):
+    if not header or lines.decode_error is not None or len(set(header)) != len(header):
         yield _file_dead_letter(
             path,
-            f"the CSV header of {path!r} is not UTF-8 or repeats a column name ({header}); "
-            "write a UTF-8 header with unique column names",
+            f"the CSV header of {path!r} is not UTF-8, not valid CSV or repeats a column name "
+            f"({header}); write a UTF-8 header with unique column names",
         )
         return
     while True:
-        start_line = reader.line_num + 1
-        location = f"{path}:{start_line}"
         lines.start_record()
+        location = f"{path}:{lines.first_line}"
         try:
             record = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            yield DeadLetter.for_row(
-                STAGE,
-                "csv_malformed",
-                f"{location} is not a valid CSV record ({error}); quote fields containing "
-                "commas, quotes or newlines",
-                b"".join(lines.raw_record),
-                source=location,
-            )
+            yield from _bad_quote_span(path, lines, f"is not valid CSV ({error})")
             continue
-        if lines.decode_error is not None:
+        if _swallows_records(lines.raw_record, len(header)):
+            yield from _bad_quote_span(path, lines, "holds lines that are records")
+        elif lines.decode_error is not None:
             yield _invalid_utf8(location, b"".join(lines.raw_record), lines.decode_error)
         elif not record:
             continue  # a blank line is not a row
@@ -424,6 +444,59 @@ def _parse_csv(
             )
         else:
             yield row_to_document(dict(zip(header, record)), location, source)
+
+
+def _swallows_records(raw_record: list[bytes], width: int) -> bool:
+    """Whether a record spanning lines has an inner line that is, on its own, a full CSV record.
+
+    That is the mark of a stray quote: the quoted field runs over the next rows until some
+    later quote closes it. A quoted field may legitimately span lines, but then its inner lines
+    (neither the first nor the one holding the closing quote) rarely have exactly ``width``
+    comma-separated fields. A two-line record has no inner line and is taken as it parses.
+
+    >>> _swallows_records([b'1,"stray\\n', b'2,a good row\\n', b'3,end"\\n'], 2)
+    True
+    >>> _swallows_records([b'1,"a text\\n', b'over three\\n', b'lines"\\n'], 2)
+    False
+    """
+    for raw in raw_record[1:-1]:
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            if len(next(csv.reader([text], strict=True), [])) == width:
+                return True
+        except csv.Error:
+            continue
+    return False
+
+
+def _bad_quote_span(
+    path: str, lines: _DecodedLines, problem: str
+) -> Iterator[DeadLetter]:
+    """One dead letter per physical line of a record that could not be parsed cleanly.
+
+    Nothing inside the span is guessed back into a row: each line is counted as one input
+    record, so the accounting holds on what the file physically contains.
+    """
+    first, count = lines.first_line, len(lines.raw_record)
+    single = count == 1
+    span = f"line {first}" if single else f"lines {first}-{first + count - 1}"
+    fix = (
+        "quote fields containing commas or quotes and double inner quotes (\"\")"
+        if single
+        else f"close the quote opened in line {first}, or double a literal quote (\"\")"
+    )
+    for offset, raw in enumerate(lines.raw_record):
+        if not raw.strip():
+            continue  # a blank line is not a row
+        location = f"{path}:{first + offset}"
+        yield DeadLetter.for_row(
+            STAGE,
+            "csv_malformed" if single else "csv_unbalanced_quote",
+            f"{location}: the CSV record of {path!r} {span} {problem}; every line of it is "
+            f"dead-lettered, none is guessed: {fix}",
+            raw,
+            source=location,
+        )
 
 
 def row_to_document(
@@ -535,16 +608,17 @@ def _row_text(row: dict[str, Any], source: CorpusSource) -> tuple[str, str, str]
 def parse_label(value: Any, class_names: tuple[str, ...]) -> tuple[int, str]:
     """Returns ``(class id, problem)``; ``problem`` is empty for a good label.
 
-    >>> parse_label("spam", ("ham", "spam"))
-    (1, '')
+    >>> parse_label("spam", ("ham", "spam")), parse_label(" SPAM", ("ham", "spam"))
+    ((1, ''), (1, ''))
     >>> parse_label(1.0, ())
     (1, '')
     >>> parse_label(2, ("ham", "spam"))[1]
     "holds 2, not a class id in 0..1 or a name in ('ham', 'spam'); fix the label or class_names"
     """
     label: int | None = None
-    if isinstance(value, str) and value.strip() in class_names:
-        label = class_names.index(value.strip())
+    by_name = {name.strip().casefold(): c for c, name in enumerate(class_names)}
+    if isinstance(value, str) and value.strip().casefold() in by_name:
+        label = by_name[value.strip().casefold()]
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
         label = int(value.strip())
     elif isinstance(value, float) and value.is_integer():
@@ -611,6 +685,7 @@ def preflight_source(source: CorpusSource) -> list[str]:
     """
     paths: set[str] = set()
     for pattern in split_patterns(source.pattern):
+        _check_not_a_directory(pattern)
         try:
             matched = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
         except (ValueError, OSError) as error:
@@ -619,9 +694,15 @@ def preflight_source(source: CorpusSource) -> list[str]:
                 "the credentials, and for gs:// install apache-beam[gcp]"
             ) from None
         if not matched:
+            comma = (
+                "; a comma separates globs: escape one in a file name as '\\,' or repeat "
+                "--input"
+                if "," in source.pattern and "\\," not in source.pattern
+                else ""
+            )
             raise ValueError(
                 f"corpus pattern {pattern!r} matches no file; fix the path or glob "
-                "(e.g. 'gs://bucket/corpus/part-*.parquet')"
+                f"(e.g. 'gs://bucket/corpus/part-*.parquet'){comma}"
             )
         for path in matched:
             try:
@@ -641,6 +722,27 @@ def preflight_source(source: CorpusSource) -> list[str]:
     files = sorted(paths)
     _check_columns(files, source)
     return files
+
+
+def _check_not_a_directory(pattern: str) -> None:
+    """Raises ``ValueError`` for a pattern naming a directory, suggesting a glob for its files."""
+    is_directory = os.path.isdir(pattern) if "://" not in pattern else pattern.endswith("/")
+    if not is_directory:
+        return
+    extensions = sorted(
+        {
+            name[name.find("."):]
+            for name in (os.listdir(pattern) if "://" not in pattern else [])
+            if "." in name.lstrip(".")
+        }
+    )
+    suffix = next((ext for ext in extensions if ext.lstrip(".").split(".")[0] in
+                   {e.lstrip(".") for e in FORMAT_BY_EXTENSION}), ".jsonl")
+    directory = pattern.rstrip("/")
+    raise ValueError(
+        f"corpus pattern {pattern!r} is a directory; an input names files: use "
+        f"'{directory}/*{suffix}' (a glob of the files in it)"
+    )
 
 
 def _check_columns(files: list[str], source: CorpusSource) -> None:
@@ -712,8 +814,18 @@ class _ParseFileFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, record)
 
 
-class _KeepSmallestSourceFn(beam.DoFn):
-    """Keeps, per id, the row with the smallest ``source``; the others are ``duplicate_id``."""
+def input_order(source: str) -> tuple[str, int]:
+    """The position of a row in the input: its file, then its line or row number, numerically.
+
+    >>> sorted(["a.csv:10", "a.csv:9", "b.csv:1"], key=input_order)
+    ['a.csv:9', 'a.csv:10', 'b.csv:1']
+    """
+    path, _, line = source.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (source, 0)
+
+
+class _KeepFirstOccurrenceFn(beam.DoFn):
+    """Keeps, per id, the first row in input order; the others are ``duplicate_id``."""
 
     def __init__(self, stage: str = STAGE) -> None:
         self._stage = stage
@@ -722,7 +834,7 @@ class _KeepSmallestSourceFn(beam.DoFn):
 
     def process(self, keyed: tuple[str, list[dict]]) -> Iterator[Any]:
         doc_id, documents = keyed
-        ordered = sorted(documents, key=lambda doc: (doc["source"], doc["text"]))
+        ordered = sorted(documents, key=lambda doc: (input_order(doc["source"]), doc["text"]))
         kept = ordered[0]
         self._rows.inc()
         yield kept
@@ -734,8 +846,8 @@ class _KeepSmallestSourceFn(beam.DoFn):
                     self._stage,
                     "duplicate_id",
                     f"id {doc_id!r} at {duplicate['source']} duplicates the row kept from "
-                    f"{kept['source']}; make ids unique, or set id_field=None to derive ids "
-                    "from the text",
+                    f"{kept['source']} (the first occurrence in input order: files by name, then "
+                    "line); make ids unique, or set id_field=None to derive ids from the text",
                     duplicate,
                     source=duplicate["source"],
                     doc_id=doc_id,
@@ -744,7 +856,7 @@ class _KeepSmallestSourceFn(beam.DoFn):
 
 
 class DeduplicateById(beam.PTransform):
-    """Keeps one document per id (the smallest ``source``), dead-lettering the others.
+    """Keeps one document per id (the first in input order), dead-lettering the others.
 
     Output: ``{"documents": PCollection[dict], DEAD_LETTER_TAG: PCollection[DeadLetter]}``.
     Counts ``<stage>/rows`` (documents kept) and ``<stage>/duplicate_id``.
@@ -759,8 +871,8 @@ class DeduplicateById(beam.PTransform):
             documents
             | "KeyById" >> beam.Map(lambda doc: (doc["id"], doc))
             | "GroupById" >> beam.GroupByKey()
-            | "KeepSmallestSource"
-            >> beam.ParDo(_KeepSmallestSourceFn(self._stage)).with_outputs(
+            | "KeepFirstOccurrence"
+            >> beam.ParDo(_KeepFirstOccurrenceFn(self._stage)).with_outputs(
                 DEAD_LETTER_TAG, main=DOCUMENTS_TAG
             )
         )
