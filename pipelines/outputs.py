@@ -31,7 +31,7 @@ from transforms.report_inputs import ResolveExamples, confidence_histogram_fn, h
 from transforms.write import WriteSortedShards, jsonl_bytes, labels_schema, parquet_bytes, write_file
 
 if TYPE_CHECKING:
-    from pipelines.weak_label import RunPlan
+    from pipelines.plan import RunPlan
 
 SUMMARY_FAILURE_SAMPLES = 5  # failing row ids per LF in summary.json (errors/ holds up to 20)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import queue
 import sys
 import threading
 import time
@@ -115,7 +116,25 @@ class _Job:
     current: int = -1
     started_at: float = 0.0
     abandoned: bool = False
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    done: queue.SimpleQueue = dataclasses.field(default_factory=queue.SimpleQueue)
+
+
+def _run_lfs(lfs: Sequence[LabelingFunction], job: _Job) -> None:
+    """Runs the LFs ``job.start..`` on the job's row in this thread, capturing their output."""
+    ident = threading.get_ident()
+    for j in range(job.start, len(lfs)):
+        capture = _Capture()
+        job.current, job.started_at = j, time.monotonic()
+        _CAPTURES[ident] = capture
+        try:
+            result = call_lf(lfs[j], job.row, job.cardinality)
+        finally:
+            _CAPTURES.pop(ident, None)
+        if job.abandoned:
+            return
+        job.results.append(result)
+        if capture.total:
+            job.outputs[lfs[j].name] = ("".join(capture.parts), capture.total)
 
 
 class _Worker:
@@ -123,51 +142,28 @@ class _Worker:
 
     def __init__(self, lfs: Sequence[LabelingFunction]) -> None:
         self._lfs = lfs
-        self._job: _Job | None = None
-        self._ready = threading.Event()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="epoxy-lf")
         self.thread.start()
 
     def submit(self, job: _Job) -> None:
-        self._job = job
-        self._ready.set()
+        self._jobs.put(job)
 
     def _loop(self) -> None:
         try:
             while True:
-                self._ready.wait()
-                self._ready.clear()
-                job = self._job
+                job = self._jobs.get()
                 if job is None:
                     return
-                self._run(job)
+                _run_lfs(self._lfs, job)
                 if job.abandoned:
                     return
-                job.done.set()
+                job.done.put(True)
         except _LFTimeout:
             return
 
-    def _run(self, job: _Job) -> None:
-        ident = threading.get_ident()
-        for j in range(job.start, len(self._lfs)):
-            if job.abandoned:
-                return
-            capture = _Capture()
-            job.current, job.started_at = j, time.monotonic()
-            _CAPTURES[ident] = capture
-            try:
-                result = call_lf(self._lfs[j], job.row, job.cardinality)
-            finally:
-                _CAPTURES.pop(ident, None)
-            if job.abandoned:
-                return
-            job.results.append(result)
-            if capture.total:
-                job.outputs[self._lfs[j].name] = ("".join(capture.parts), capture.total)
-
     def stop(self) -> None:
-        self._job = None
-        self._ready.set()
+        self._jobs.put(None)
 
 
 def _inject_stop(thread: threading.Thread) -> None:
@@ -236,12 +232,17 @@ class GuardedLFs:
     def _run_job(self, job: _Job) -> bool:
         """Runs ``job``; False when its current LF overran the budget (the job is abandoned)."""
         if self._timeout_s <= 0:
-            self._run_inline(job)
+            _run_lfs(self._lfs, job)
             return True
         if self._worker is None:
             self._worker = _Worker(self._lfs)
         self._worker.submit(job)
-        while not job.done.wait(timeout=self._timeout_s / 4):
+        while True:
+            try:
+                job.done.get(timeout=self._timeout_s / 4)
+                return True
+            except queue.Empty:
+                pass
             if job.current >= 0 and time.monotonic() - job.started_at > self._timeout_s:
                 job.abandoned = True
                 self._stuck.setdefault(job.current, []).append(self._worker.thread)
@@ -250,19 +251,6 @@ class GuardedLFs:
                 job.results = job.results[: job.current - job.start]
                 job.outputs = dict(job.outputs)
                 return False
-        return True
-
-    def _run_inline(self, job: _Job) -> None:
-        ident = threading.get_ident()
-        for j in range(job.start, len(self._lfs)):
-            capture = _Capture()
-            _CAPTURES[ident] = capture
-            try:
-                job.results.append(call_lf(self._lfs[j], job.row, job.cardinality))
-            finally:
-                _CAPTURES.pop(ident, None)
-            if capture.total:
-                job.outputs[self._lfs[j].name] = ("".join(capture.parts), capture.total)
 
     def _timeout(self, j: int, still_running: bool = False) -> LFFailure:
         detail = (
