@@ -127,8 +127,9 @@ class WeakLabelOptions:
     )
     overwrite: bool = _option(
         False,
-        "Allow --output to be a non-empty directory that is not a previous epoxy-beam output "
-        "(its files are left in place; the outputs are added beside them).",
+        "Allow --output to be a non-empty directory that is not a previous epoxy-beam output: "
+        "entries named like the outputs (labels/, errors/, summary.json, report.html, "
+        "model.json, _SUCCESS) are replaced, other files are left in place.",
     )
     verbose: bool = _option(
         False, "Show library logs (TensorFlow, Beam) and full tracebacks on the console."

@@ -23,7 +23,7 @@ from apache_beam.io.filesystem import FileSystem
 OUTPUT_ENTRIES = frozenset(
     {
         "labels", "errors", "summary.json", "report.html", "model.json", "_SUCCESS",
-        "current", "_runs", "_lock", "_logs",
+        "current", "_runs", "_lock",
     }
 )  # fmt: skip
 _OUTPUT_PREFIXES = ("_staging-", "_write_check-", ".current-")
@@ -41,7 +41,6 @@ _WRITTEN = (
     "_runs/RUN/labels/part-00000-of-00001.parquet",
     "_runs/RUN/errors/dead_letter-00000-of-00001.jsonl",
     "_staging-RUN/errors/dead_letter-00000-of-00001.jsonl",
-    "_logs/RUN.log",
 )
 LOCK_FILE = "_lock"
 

@@ -165,8 +165,7 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
         log_path = FileSystems.join(plan.staging_dir, RUN_LOG)
         raise RunFailed(run_failure_line(error, log_path), log_path) from error
     finally:
-        if wait:
-            lock.release()
+        lock.release()  # without wait, the lock covers the launch only (remote outputs: none)
     if wait:
         with FileSystems.open(FileSystems.join(options.output, "summary.json")) as handle:
             print(format_summary(json.load(handle), options.output))
