@@ -1,7 +1,10 @@
 """The epoxy-beam jobs: options, preflight, pipeline assembly, summary and outputs."""
 
-import os
+import sys
 
-# TensorFlow's C++ start-up chatter (CPU features, CUDA probing) drowns the job's own output;
-# a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from pipelines.console import quiet_libraries, verbose_requested
+
+# TensorFlow's C++ start-up chatter (CPU features, CUDA probing, oneDNN) and Beam's optional
+# GCP notices drown the job's own output; ``--verbose`` brings them back.
+if not verbose_requested(sys.argv[1:]):
+    quiet_libraries()

@@ -15,8 +15,13 @@ from typing import Any, Sequence
 DEFAULT_MODEL = "models/all-MiniLM-L6-v2"
 
 
-def _option(default: Any, help: str, *, required: bool = False) -> Any:  # noqa: A002
-    return dataclasses.field(default=default, metadata={"help": help, "required": required})
+def _option(
+    default: Any, help: str, *, required: bool = False, repeatable: bool = False  # noqa: A002
+) -> Any:
+    return dataclasses.field(
+        default=default,
+        metadata={"help": help, "required": required, "repeatable": repeatable},
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +31,10 @@ class WeakLabelOptions:
     input: str = _option(
         None,
         "Corpus files: a glob or comma-separated globs, local or gs:// "
-        "(Parquet, JSONL or CSV; .gz for text formats).",
+        "(Parquet, JSONL or CSV; .gz for text formats). Repeat the flag for more globs; write "
+        "a comma inside a file name as \\,.",
         required=True,
+        repeatable=True,
     )
     output: str = _option(
         None,
@@ -67,7 +74,8 @@ class WeakLabelOptions:
     dev_input: str = _option(
         "",
         "Optional labelled files (same formats) for tuning and held-out metrics; rows whose id "
-        "is in --input are the same documents.",
+        "is in --input are the same documents. Repeatable, like --input.",
+        repeatable=True,
     )
     label_field: str = _option("label", "Field holding the gold label in --dev_input.")
     holdout_fraction: float = _option(
@@ -117,6 +125,25 @@ class WeakLabelOptions:
     max_lf_failure_rate: float = _option(
         0.1, "Fail the run when an LF raises on more than this share of rows."
     )
+    max_dead_letter_rate: float = _option(
+        0.1,
+        "Fail the run (nothing committed) when more than this share of the input rows (corpus "
+        "plus dev) is dead-lettered.",
+    )
+    lf_timeout_s: float = _option(
+        10.0,
+        "Time budget of one LF on one row, in seconds; an overrun abstains and counts as a "
+        "failure of that LF (0 = no budget).",
+    )
+    overwrite: bool = _option(
+        False,
+        "Allow --output to be a non-empty directory that is not a previous epoxy-beam output: "
+        "entries named like the outputs (labels/, errors/, summary.json, report.html, "
+        "model.json, _SUCCESS) are replaced, other files are left in place.",
+    )
+    verbose: bool = _option(
+        False, "Show library logs (TensorFlow, Beam) and full tracebacks on the console."
+    )
     num_shards: int = _option(1, "Number of labels Parquet files.")
     seed: int = _option(0, "Seed for every random choice (outputs are reproducible).")
 
@@ -159,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--{field.name}",
             type=kind,
-            default=field.default,
+            default=None if field.metadata["repeatable"] else field.default,
             required=field.metadata["required"],
             help=field.metadata["help"],
+            action="append" if field.metadata["repeatable"] else "store",
         )
     return parser
 
@@ -204,7 +232,12 @@ def parse_options(argv: Sequence[str] | None) -> tuple[WeakLabelOptions, list[st
             f"unexpected arguments {stray[:3]}: every value belongs to a --flag; quote globs "
             "(--input 'data/*.csv') so that the shell does not expand them"
         )
-    return WeakLabelOptions(**vars(known)), beam_args
+    values = vars(known)
+    for field in option_fields():
+        if field.metadata["repeatable"]:
+            given = values[field.name]
+            values[field.name] = ",".join(given) if given else field.default
+    return WeakLabelOptions(**values), beam_args
 
 
 def options_markdown_table() -> str:

@@ -1,6 +1,7 @@
 """The job's outputs: labels, dead letter, summary and model, staged then committed.
 
-Layout under ``--output``::
+Layout under ``--output`` (local outputs reach these paths through ``current``, see
+:mod:`pipelines.commit`)::
 
     labels/part-00000-of-00001.parquet   one row per labelled document, sorted by id
     errors/dead_letter-00000-of-00001.jsonl   every rejected row, with stage, cause and message
@@ -21,25 +22,17 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
+from pipelines.commit import publish
 from pipelines.report import render_report
 from pipelines.summary import RunCounts, build_summary
+from transforms.apply_lfs import LF_OUTPUT_CAUSE
 from transforms.dead_letter import DeadLetter
 from transforms.report_inputs import ResolveExamples, confidence_histogram_fn, histogram_row
-from transforms.write import (
-    SUCCESS_FILE,
-    WriteSortedShards,
-    jsonl_bytes,
-    labels_schema,
-    move_into_place,
-    parquet_bytes,
-    remove_stale_outputs,
-    write_file,
-)
+from transforms.write import WriteSortedShards, jsonl_bytes, labels_schema, parquet_bytes, write_file
 
 if TYPE_CHECKING:
-    from pipelines.weak_label import RunPlan
+    from pipelines.plan import RunPlan
 
-OUTPUT_SUBDIRECTORIES = ("labels", "errors")
 SUMMARY_FAILURE_SAMPLES = 5  # failing row ids per LF in summary.json (errors/ holds up to 20)
 
 
@@ -102,17 +95,30 @@ def _run_facts(runner: str, built_at: float) -> dict[str, Any]:
     }
 
 
-def check_run(summary: Mapping[str, Any], max_lf_failure_rate: float) -> None:
+def check_run(
+    summary: Mapping[str, Any], max_lf_failure_rate: float, max_dead_letter_rate: float = 1.0
+) -> None:
     """Raises ``ValueError`` when the run must not be committed.
 
-    Checks that every input row is accounted for and that no LF failed on more than
-    ``max_lf_failure_rate`` of the documents. Nothing is moved into ``--output`` when it raises.
+    Checks that every input row is accounted for, that at most ``max_dead_letter_rate`` of the
+    input rows were dead-lettered, and that no LF failed on more than ``max_lf_failure_rate`` of
+    the documents. Nothing is moved into ``--output`` when it raises.
     """
     rows = summary["rows"]
     if not rows["accounted"]:
         raise ValueError(
             f"{rows['accounting']}; nothing was committed. This is a bug, please report it with "
             "summary.json from the staging directory"
+        )
+    rows_read = max(rows["input"] + rows["dev_input"], 1)
+    if rows["dead_letter"] > max_dead_letter_rate * rows_read:
+        causes = sorted(rows["dead_letter_by_cause"].items(), key=lambda item: -item[1])
+        raise ValueError(
+            f"{rows['dead_letter']} of {rows_read} input rows "
+            f"({rows['dead_letter'] / rows_read:.1%}) were dead-lettered, more than "
+            f"--max_dead_letter_rate={max_dead_letter_rate} (mostly {dict(causes[:3])}); nothing "
+            "was committed. See the staged errors/ for each row's cause and fix, fix the input "
+            "or options, or raise --max_dead_letter_rate"
         )
     documents = max(rows["documents"], 1)
     failing = [lf for lf in summary["lfs"] if lf["failures"] / documents > max_lf_failure_rate]
@@ -130,15 +136,11 @@ def check_run(summary: Mapping[str, Any], max_lf_failure_rate: float) -> None:
 
 
 def commit(paths: Sequence[str], summary: Mapping[str, Any], plan: "RunPlan") -> str:
-    """Checks the run, then moves the staged files into ``--output`` and writes ``_SUCCESS``."""
-    check_run(summary, plan.options.max_lf_failure_rate)
-    staging, output = plan.staging_dir, plan.options.output
+    """Checks the run, then publishes the staged files as ``--output`` (see pipelines.commit)."""
+    check_run(summary, plan.options.max_lf_failure_rate, plan.options.max_dead_letter_rate)
+    staging = plan.staging_dir
     relative = [path[len(staging) :].lstrip("/") for path in paths]
-    remove_stale_outputs(output, OUTPUT_SUBDIRECTORIES)
-    move_into_place(staging, output, relative)
-    FileSystems.delete([staging])
-    write_file(FileSystems.join(output, SUCCESS_FILE), b"")
-    return output
+    return publish(staging, plan.options.output, plan.run_id, relative)
 
 
 def write_outputs(
@@ -151,11 +153,14 @@ def write_outputs(
     fit: Mapping[str, beam.PCollection],
     embedded: beam.PCollection,
     embedding_cache_hits: beam.PCollection | None = None,
+    cache_warnings: Sequence[str] = (),
 ) -> beam.PCollection:
     """Writes every output to staging, summarises, and commits; returns the output path.
 
     ``embedded`` and ``embedding_cache_hits`` hold one element per document embedded by the
     model and per embedding taken from the cache; only their counts are used.
+    ``cache_warnings`` (corrupt cache files that were ignored and rebuilt) go into
+    ``summary.json`` as ``run.cache_warnings``.
     """
     pipeline = labels.pipeline
     staging = plan.staging_dir
@@ -191,7 +196,8 @@ def write_outputs(
         "labelled": labels | "CountLabels" >> beam.combiners.Count.Globally(),
         "embedded": embedded | "CountEmbedded" >> beam.combiners.Count.Globally(),
         "lf_failure_samples": dead_letters
-        | "LFFailureSamples" >> beam.Filter(lambda dead: bool(dead.lf))
+        | "LFFailureSamples"
+        >> beam.Filter(lambda dead: bool(dead.lf) and dead.cause != LF_OUTPUT_CAUSE)
         | "SampleIds" >> beam.Map(lambda dead: (dead.lf, dead.doc_id))
         | "SampleIdsPerLF" >> beam.GroupByKey()
         | "SampleIdsList" >> beam.combiners.ToList(),
@@ -227,7 +233,7 @@ def write_outputs(
         >> beam.Map(
             lambda _, **values: _summarise(
                 plan,
-                run=_run_facts(runner, built_at),
+                run={**_run_facts(runner, built_at), "cache_warnings": list(cache_warnings)},
                 fit={name[4:]: v for name, v in values.items() if name.startswith("fit_")},
                 **{name: v for name, v in values.items() if not name.startswith("fit_")},
             ),

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from transforms.cache import CachePlan, classify_for_graph, split_cached
+from transforms.cache_integrity import file_checksum
 from transforms.core.artifacts import (
     SCHEMA_VERSION,
     embedding_key,
@@ -22,10 +25,22 @@ def _write(path, value) -> None:
     path.write_text(json.dumps(value))
 
 
+def _write_part(path) -> str:
+    """A real (tiny) Parquet part; returns its SHA-256, as the manifest records it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"text_hash": ["h"]}), str(path))
+    return file_checksum(str(path))
+
+
 def test_resolve_uses_only_entries_keyed_like_the_run(tmp_path):
     config = NeighbourConfig(num_neighbours=5)
     emb_dir = tmp_path / "embeddings" / embedding_key("fp")
-    _write(emb_dir / "manifest.json", embeddings_manifest("fp", 4, ["part-a.parquet"]))
+    part_sum = _write_part(emb_dir / "part-a.parquet")
+    graph_sum = _write_part(tmp_path / "snapshots/r/graph/part-0.parquet")
+    _write(
+        emb_dir / "manifest.json",
+        {**embeddings_manifest("fp", 4, ["part-a.parquet"]), "checksums": {"part-a.parquet": part_sum}},
+    )
     _write(
         tmp_path / "manifest.json",
         {
@@ -34,6 +49,7 @@ def test_resolve_uses_only_entries_keyed_like_the_run(tmp_path):
                 "graph_key": graph_key("fp", config.fingerprint()),
                 "model_fingerprint": "fp",
                 "paths": {"graph": ["snapshots/r/graph/part-0.parquet"]},
+                "checksums": {"snapshots/r/graph/part-0.parquet": graph_sum},
             },
         },
     )
@@ -45,6 +61,28 @@ def test_resolve_uses_only_entries_keyed_like_the_run(tmp_path):
     other_index = CachePlan.resolve(str(tmp_path), "run", "fp", 4, NeighbourConfig(num_neighbours=6))
     assert other_index.embedding_parts and other_index.graph_parts == ()
     assert CachePlan.resolve(str(tmp_path), "run", "fp", 8, config).embedding_parts == ()
+    assert plan.problems == ()
+
+
+def test_resolve_ignores_and_names_a_changed_part_and_a_garbage_manifest(tmp_path):
+    config = NeighbourConfig(num_neighbours=5)
+    emb_dir = tmp_path / "embeddings" / embedding_key("fp")
+    good, bad = (_write_part(emb_dir / name) for name in ("part-a.parquet", "part-b.parquet"))
+    with open(emb_dir / "part-b.parquet", "ab") as handle:
+        handle.write(b"changed")
+    _write(
+        emb_dir / "manifest.json",
+        {
+            **embeddings_manifest("fp", 4, ["part-a.parquet", "part-b.parquet"]),
+            "checksums": {"part-a.parquet": good, "part-b.parquet": bad},
+        },
+    )
+    (tmp_path / "manifest.json").write_text("[1, 2")
+    plan = CachePlan.resolve(str(tmp_path), "run", "fp", 4, config)
+    assert plan.embedding_parts == (str(emb_dir / "part-a.parquet"),) and plan.graph_parts == ()
+    assert len(plan.problems) == 2
+    assert "part-b.parquet' is corrupt (its checksum does not match" in plan.problems[0]
+    assert "manifest.json' is corrupt" in plan.problems[1]
 
 
 def test_split_cached_reuses_vectors_by_text_hash():

@@ -175,12 +175,15 @@ def youtube(tmp_path_factory, tiny_model):
 
 def test_injected_rows_are_all_dead_lettered_and_counted(youtube):
     clean, faulty = _summary(youtube["clean"])["rows"], _summary(youtube["faulty"])["rows"]
-    assert clean["input"] == 1956  # the five UCI files
+    # The five UCI files hold 1961 physical records: Youtube04-Eminem.csv has a stray quote in
+    # line 271 that swallows lines 272-276, which the csv module reads as one record.
+    assert clean["input"] == 1961
+    assert clean["dead_letter_by_cause"]["read/csv_unbalanced_quote"] == 6
     assert clean["dev_input"] == 370 and clean["dev_rows_merged"] == 369
     assert faulty["input"] == clean["input"] + INJECTED_CORPUS_ROWS
     assert faulty["dev_input"] == clean["dev_input"] + 1
     assert faulty["dev_rows_merged"] == clean["dev_rows_merged"]
-    assert faulty["labelled"] == clean["labelled"] == clean["documents"] == 1953
+    assert faulty["labelled"] == clean["labelled"] == clean["documents"] == 1952
     expected = collections.Counter(clean["dead_letter_by_cause"]) + INJECTED
     assert faulty["dead_letter_by_cause"] == dict(expected)
     for rows in (clean, faulty):
@@ -188,7 +191,7 @@ def test_injected_rows_are_all_dead_lettered_and_counted(youtube):
         assert rows["labelled"] + rows["dead_letter"] == (
             rows["input"] + rows["dev_input"] - rows["dev_rows_merged"]
         )
-    assert "every row accounted for: 1953 labelled + 28 dead-lettered" in format_summary(
+    assert "every row accounted for: 1952 labelled + 34 dead-lettered" in format_summary(
         _summary(youtube["faulty"]), youtube["faulty"]
     )
 
@@ -347,3 +350,247 @@ def mostly_crashes(x):
     assert len(staged) == 1  # the failed run's files stay out of the output, for inspection
     assert os.path.exists(os.path.join(staged[0], "labels", "part-00000-of-00001.parquet"))
     assert not os.path.exists(os.path.join(staged[0], "_SUCCESS"))
+
+
+# ------------------------------------------------- hostile input: silent loss, crashes and hangs
+
+HOSTILE_LFS = LF_SOURCE + '''
+import sys
+import time
+
+
+@labeling_function()
+def mutator(x):
+    x["text"] = "MUTATED " + x["text"]
+    if "tags" in x:
+        x["tags"].append("added by mutator")
+    return ABSTAIN
+
+
+@labeling_function()
+def sees_contamination(x):
+    return 1 if x.text.startswith("MUTATED") or len(x.get("tags", [])) > 1 else 0
+
+
+@labeling_function()
+def exits(x):
+    if int(x.id[-2:]) % 30 == 3:
+        raise SystemExit(1)
+    if int(x.id[-2:]) % 30 == 5:
+        raise KeyboardInterrupt
+    return ABSTAIN
+
+
+@labeling_function()
+def slow(x):
+    if x.id == "doc0002":
+        time.sleep(6)
+    return ABSTAIN
+
+
+@labeling_function()
+def noisy(x):
+    print("N" * 100_000)
+    print("E" * 10, file=sys.stderr)
+    return ABSTAIN
+'''
+STRAY_QUOTE_LINES = [11, 12, 13, 14]  # line 11 opens a quote that line 14 closes
+DUPLICATE_LINES = (9, 10)  # the same id in lines 9 and 10: line 9 is the first occurrence
+
+
+def _hostile_corpus(root) -> None:
+    rows = make_corpus(60)
+    lines = ["id,text"]
+    for i, row in enumerate(rows[:40]):
+        line_number = i + 2
+        doc_id = rows[7]["id"] if line_number == DUPLICATE_LINES[1] else row["id"]
+        text = row["text"]
+        if line_number == STRAY_QUOTE_LINES[0]:
+            text = '"stray quote opens here ' + text
+        if line_number == STRAY_QUOTE_LINES[-1]:
+            text = text + ' closes here"'
+        lines.append(f"{doc_id},{text}")
+    (root / "corpus.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open(root / "extra.jsonl", "w", encoding="utf-8") as handle:
+        for row in rows[40:]:
+            handle.write(json.dumps({"id": row["id"], "text": row["text"], "tags": ["t"]}) + "\n")
+    names = {0: "ham", 1: "SPAM"}
+    with open(root / "dev.jsonl", "w", encoding="utf-8") as handle:
+        for row in rows[40:60]:
+            label = names[row["label"]] if int(row["id"][-2:]) % 3 else names[row["label"]].title()
+            handle.write(json.dumps({"id": row["id"], "text": row["text"], "label": label}) + "\n")
+    (root / "hostile_lfs.py").write_text(HOSTILE_LFS, encoding="utf-8")
+
+
+def _hostile_argv(root, model: str, output: str, *extra: str) -> list[str]:
+    return [
+        "--input", str(root / "corpus.csv"), "--input", str(root / "extra.jsonl"),
+        "--dev_input", str(root / "dev.jsonl"),
+        "--labeling_functions", str(root / "hostile_lfs.py"),
+        "--model", model, "--output", output, "--num_neighbours", "5",
+        "--lf_timeout_s", "1", "--runner=FnApiRunner", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, tiny_model):
+    """One run over hostile input: a stray CSV quote, a duplicate id, LFs that mutate their row,
+    raise SystemExit / KeyboardInterrupt, overrun their time budget and print 100 kB per row,
+    and dev labels written as class names in any case."""
+    root = tmp_path_factory.mktemp("hostile")
+    _hostile_corpus(root)
+    output = str(root / "out")
+    import time
+
+    started = time.monotonic()
+    result = weak_label.run(_hostile_argv(root, tiny_model, output))
+    return {
+        "root": root, "output": output, "counters": _counters(result), "model": tiny_model,
+        "seconds": time.monotonic() - started,
+    }  # fmt: skip
+
+
+def test_a_stray_csv_quote_dead_letters_every_physical_line_it_swallows(hostile):
+    rows = _summary(hostile["output"])["rows"]
+    assert rows["input"] == 40 + 20  # physical records, not the csv module's merged ones
+    assert rows["dead_letter_by_cause"]["read/csv_unbalanced_quote"] == len(STRAY_QUOTE_LINES)
+    assert rows["accounted"] is True
+    quoted = [r for r in _dead_letters(hostile["output"]) if r["cause"] == "csv_unbalanced_quote"]
+    sources = sorted(int(r["source"].rsplit(":", 1)[1]) for r in quoted)
+    assert sources == STRAY_QUOTE_LINES
+    assert all(r["source"].startswith(str(hostile["root"] / "corpus.csv")) for r in quoted)
+    assert "close the quote opened in line 11" in quoted[0]["message"]
+
+
+def test_duplicate_ids_keep_the_first_occurrence_in_input_order(hostile):
+    duplicates = [r for r in _dead_letters(hostile["output"]) if r["cause"] == "duplicate_id"]
+    assert [r["source"].rsplit(":", 1)[1] for r in duplicates] == [str(DUPLICATE_LINES[1])]
+    assert "first occurrence in input order" in duplicates[0]["message"]
+    assert f"corpus.csv:{DUPLICATE_LINES[0]} (the first" in duplicates[0]["message"]
+
+
+def test_an_lf_that_mutates_its_row_does_not_contaminate_later_lfs(hostile):
+    names = [lf["lf"] for lf in _summary(hostile["output"])["lfs"]]
+    labels = _labels(hostile["output"])
+    column = names.index("sees_contamination")
+    assert len(labels) > 40 and all(row["votes"][column] == 0 for row in labels)
+
+
+def test_an_lf_raising_systemexit_or_keyboardinterrupt_abstains_and_is_counted(hostile):
+    summary = _summary(hostile["output"])
+    exits = next(lf for lf in summary["lfs"] if lf["lf"] == "exits")
+    labelled = {row["id"] for row in _labels(hostile["output"])}
+    expected = sorted(i for i in labelled if int(i[-2:]) % 30 in (3, 5))
+    assert exits["failures"] == len(expected) >= 3
+    samples = [r for r in _dead_letters(hostile["output"]) if r["lf"] == "exits"]
+    assert {r["message"].split(" ")[2].rstrip(":") for r in samples} == {
+        "SystemExit", "KeyboardInterrupt"
+    }  # fmt: skip
+
+
+def test_an_lf_over_its_time_budget_abstains_and_counts_as_a_timeout(hostile):
+    summary = _summary(hostile["output"])
+    slow = next(lf for lf in summary["lfs"] if lf["lf"] == "slow")
+    assert slow["failures"] == 1 and slow["failure_sample_ids"] == ["doc0002"]
+    timeouts = [r for r in _dead_letters(hostile["output"]) if r["cause"] == "lf_timeout"]
+    assert [r["doc_id"] for r in timeouts] == ["doc0002"]
+    assert "--lf_timeout_s=1" in timeouts[0]["message"]
+
+
+def test_lf_console_output_is_captured_with_a_bounded_sample(hostile):
+    samples = [r for r in _dead_letters(hostile["output"]) if r["cause"] == "lf_output"]
+    assert 0 < len(samples) <= 20 and {r["lf"] for r in samples} == {"noisy"}
+    assert all(len(r["payload"]) <= 2000 and r["counts_as_input_row"] is False for r in samples)
+    assert "100012 characters" in samples[0]["message"]
+    assert hostile["counters"]["lf_output_chars/noisy"] == 100_012 * _summary(
+        hostile["output"]
+    )["rows"]["documents"]
+    noisy = next(lf for lf in _summary(hostile["output"])["lfs"] if lf["lf"] == "noisy")
+    assert noisy["failures"] == 0 and noisy["failure_sample_ids"] == []
+
+
+def test_dev_labels_written_as_class_names_in_any_case_are_mapped(hostile):
+    rows = _summary(hostile["output"])["rows"]
+    assert not any(key.startswith("read_dev/") for key in rows["dead_letter_by_cause"])
+    assert rows["dev_input"] == 20 and rows["dev_rows_merged"] == 20
+    gold = {row["id"]: row["gold"] for row in _labels(hostile["output"]) if row["gold"] is not None}
+    expected = {row["id"]: row["label"] for row in make_corpus(60)[40:]}
+    assert gold == expected
+
+
+def test_an_lf_that_hangs_fails_the_run_quickly_and_cleanly(hostile, tmp_path):
+    import time
+
+    hanging = LF_SOURCE + '''
+import time
+
+
+@labeling_function()
+def hangs(x):
+    time.sleep(120)
+    return ABSTAIN
+'''
+    (hostile["root"] / "hanging_lfs.py").write_text(hanging, encoding="utf-8")
+    argv = _hostile_argv(hostile["root"], hostile["model"], str(tmp_path / "out"))
+    argv[argv.index("--labeling_functions") + 1] = str(hostile["root"] / "hanging_lfs.py")
+    argv[argv.index("--lf_timeout_s") + 1] = "0.5"
+    started = time.monotonic()
+    with pytest.raises(weak_label.RunFailed, match=r"'hangs' failed on \d+ of \d+ documents"):
+        weak_label.run(argv)
+    assert time.monotonic() - started < 100  # 3 overruns of 0.5 s, then it is not called
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_too_many_dead_letters_fail_the_run(hostile, tmp_path):
+    corpus = tmp_path / "mostly_bad.csv"
+    lines = ["id,text"] + [f"c{i},good row {i} check out my song" for i in range(10)]
+    lines += ['a1,"a quote that never closes'] + [f"b{i},row {i} swallowed" for i in range(20)]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    argv = [
+        "--input", str(corpus), "--labeling_functions", str(hostile["root"] / "hostile_lfs.py"),
+        "--model", hostile["model"], "--output", str(tmp_path / "out"), "--num_neighbours", "3",
+        "--runner=FnApiRunner",
+    ]  # fmt: skip
+    with pytest.raises(
+        weak_label.RunFailed, match=r"21 of 31 input rows \(67.7%\) were dead-lettered, more "
+        r"than --max_dead_letter_rate=0.1"
+    ):
+        weak_label.run(argv)
+
+
+# ------------------------------------------------------------------------ corrupt cache entries
+
+
+def test_a_truncated_cache_part_and_a_garbage_manifest_are_reported_ignored_and_rebuilt(
+    tmp_path, tiny_model, capsys
+):
+    rows = make_corpus(40)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
+    lfs = tmp_path / "lfs.py"
+    lfs.write_text(LF_SOURCE)
+    cache = tmp_path / "cache"
+
+    def run(name: str) -> dict:
+        weak_label.run([
+            "--input", str(corpus), "--labeling_functions", str(lfs), "--model", tiny_model,
+            "--output", str(tmp_path / name), "--cache_dir", str(cache), "--num_neighbours", "5",
+            "--runner=FnApiRunner",
+        ])  # fmt: skip
+        return _summary(str(tmp_path / name))
+
+    assert run("first")["run"]["cache_warnings"] == []
+    capsys.readouterr()
+    part = sorted(glob.glob(str(cache / "embeddings" / "*" / "part-*.parquet")))[0]
+    with open(part, "r+b") as handle:
+        handle.truncate(os.path.getsize(part) // 2)
+    (cache / "manifest.json").write_text('{"schema_version": 2,\n garbage')
+    warnings = run("second")["run"]["cache_warnings"]
+    console = capsys.readouterr().err
+    assert len(warnings) == 2
+    assert f"cache file {part!r} is corrupt (its checksum does not match" in warnings[0] + warnings[1]
+    assert f"cache manifest {str(cache / 'manifest.json')!r} is corrupt" in " ".join(warnings)
+    for warning in warnings:
+        assert f"epoxy-beam: warning: {warning}" in console
+    assert _labels(str(tmp_path / "second")) == _labels(str(tmp_path / "first"))
+    assert run("third")["run"]["cache_warnings"] == []  # rebuilt

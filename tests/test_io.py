@@ -312,7 +312,7 @@ def test_preflight_errors_name_the_pattern_and_the_fix(tmp_path: Path):
     cases = [
         (f"{tmp_path}/*.jsonl", r"matches no file; fix the path or glob"),
         (f"{tmp_path}/*.txt", r"cannot infer the format of .*notes.txt.* set format"),
-        (f"{tmp_path}/sub.csv", r"sub.csv.*cannot be read.*narrow the glob"),
+        (f"{tmp_path}/sub.csv", r"sub.csv' is a directory; an input names files: use '.*sub.csv/\*"),
         (f"{tmp_path}/c.csv", r"has no column \['text'\].*set text_field"),
         (f"{tmp_path}/p.parquet", r"not a readable parquet file"),
     ]
@@ -393,28 +393,29 @@ def test_read_corpus_accounts_for_every_row(tmp_path: Path):
     }
 
 
-def test_deduplicate_by_id_keeps_the_smallest_source_whatever_the_input_order():
+def test_deduplicate_by_id_keeps_the_first_occurrence_in_input_order_whatever_the_order():
     rows = [
         {"id": "x", "text": "third", "source": "b.csv:2"},
-        {"id": "x", "text": "first", "source": "a.csv:10"},
-        {"id": "x", "text": "second", "source": "a.csv:9"},
+        {"id": "x", "text": "second", "source": "a.csv:10"},
+        {"id": "x", "text": "first", "source": "a.csv:9"},  # line 9 comes before line 10
         {"id": "y", "text": "only", "source": "c.csv:2"},
     ]
+    rule = "(the first occurrence in input order: files by name, then line)"
     for order in (rows, rows[::-1]):
         pipeline = beam.Pipeline(runner="FnApiRunner")
         outputs = pipeline | beam.Create(order) | DeduplicateById()
         assert_that(
             outputs[DOCUMENTS_TAG] | beam.Map(lambda doc: (doc["id"], doc["source"])),
-            equal_to([("x", "a.csv:10"), ("y", "c.csv:2")]),
+            equal_to([("x", "a.csv:9"), ("y", "c.csv:2")]),
             label="kept",
         )
         assert_that(
             outputs[DEAD_LETTER_TAG] | beam.Map(lambda record: (record.source, record.message)),
             equal_to([
-                ("a.csv:9", "id 'x' at a.csv:9 duplicates the row kept from a.csv:10; make ids "
-                 "unique, or set id_field=None to derive ids from the text"),
-                ("b.csv:2", "id 'x' at b.csv:2 duplicates the row kept from a.csv:10; make ids "
-                 "unique, or set id_field=None to derive ids from the text"),
+                ("a.csv:10", f"id 'x' at a.csv:10 duplicates the row kept from a.csv:9 {rule}; "
+                 "make ids unique, or set id_field=None to derive ids from the text"),
+                ("b.csv:2", f"id 'x' at b.csv:2 duplicates the row kept from a.csv:9 {rule}; "
+                 "make ids unique, or set id_field=None to derive ids from the text"),
             ]),
             label="duplicates",
         )

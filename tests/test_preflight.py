@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -252,3 +253,173 @@ def test_command_line_prints_one_line_and_exits_2(files):
     assert len(errors) == 1 and "'/nonexistent/*.jsonl' matches no file" in errors[0]
     assert "Traceback" not in completed.stderr
     assert not (files["tmp"] / "out").exists()
+
+
+# ------------------------------------------------------------- issue 14: errors a person can act on
+
+
+def test_dev_labels_as_class_names_in_any_case_pass(files, tiny_model):
+    dev = files["tmp"] / "named.jsonl"
+    dev.write_text("".join(
+        json.dumps({"id": f"d{i}", "text": "t", "label": label}) + "\n"
+        for i, label in enumerate(["ham", "SPAM", "Ham", " spam "])
+    ))  # fmt: skip
+    _preflight(files, tiny_model, dev_input=str(dev))
+
+
+def test_dev_labels_that_map_to_no_class_are_rejected(files, tiny_model):
+    dev = files["tmp"] / "other_names.jsonl"
+    dev.write_text("".join(
+        json.dumps({"id": f"d{i}", "text": "t", "label": label}) + "\n"
+        for i, label in enumerate(["good", "bad", "good", "bad"])
+    ))  # fmt: skip
+    _fails(
+        files, tiny_model,
+        r"4 of 4 labels in 'label' map to no class \(e.g. \['bad', 'good'\]\); labels must be "
+        r"class ids 0..1 or names in \['HAM', 'SPAM'\] \(any case\): set CLASS_NAMES",
+        dev_input=str(dev),
+    )  # fmt: skip
+
+
+def test_an_empty_dev_file_is_rejected(files, tiny_model):
+    dev = files["tmp"] / "empty.jsonl"
+    dev.write_text("")
+    _fails(files, tiny_model, r"--dev_input '.*empty\.jsonl' holds no readable row", dev_input=str(dev))
+
+
+def test_vote_width_is_the_majority_not_the_first_row(files, tiny_model):
+    corpus = files["tmp"] / "voted.jsonl"
+    rows = [{"id": "odd", "text": "t", "weak": [1, -1, 0]}] + [
+        {"id": f"r{i}", "text": "t", "weak": [1, -1]} for i in range(5)
+    ]
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    plan = _preflight(files, tiny_model, input=str(corpus), votes_field="weak")
+    assert plan.lf_names[-2:] == ("lf_0", "lf_1") and "lf_2" not in plan.lf_names
+    plan = _preflight(files, tiny_model, input=str(corpus), votes_field="weak", lf_names="a,b,c")
+    assert plan.lf_names[-3:] == ("a", "b", "c")  # --lf_names decides when given
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("seed", "-5", r"--seed=-5 must be a non-negative integer .*; pass e\.g\. --seed 5"),
+        ("max_dead_letter_rate", "2", r"--max_dead_letter_rate=2.0 must be in \[0, 1\]"),
+        ("lf_timeout_s", "-1", r"--lf_timeout_s=-1.0 must be in \[0, 86400\] seconds"),
+    ],
+)
+def test_new_numeric_options_out_of_range(files, tiny_model, option, value, match):
+    _fails(files, tiny_model, match, **{option: value})
+
+
+def test_lf_file_in_latin1_names_the_file_and_the_encoding(files, tiny_model):
+    latin1 = files["tmp"] / "latin1_lfs.py"
+    latin1.write_bytes(LF_SOURCE.replace("HAM", "caf\xe9").encode("latin-1"))
+    _fails(
+        files, tiny_model,
+        r"--labeling_functions file '.*latin1_lfs\.py' is not UTF-8 \(byte 0xe9 in line 4 is "
+        r"not utf-8\); re-save it as UTF-8 \(e\.g\. iconv -f latin1 -t utf-8 .*# -\*- coding: "
+        r"latin-1 -\*-",
+        labeling_functions=str(latin1),
+    )  # fmt: skip
+    declared = files["tmp"] / "declared_lfs.py"
+    declared.write_bytes(b"# -*- coding: latin-1 -*-\n" + latin1.read_bytes())
+    _fails(files, tiny_model, r"\['caf\xe9', 'SPAM'\]", labeling_functions=str(declared),
+           class_names="X,Y")  # the declared encoding is honoured  # fmt: skip
+
+
+def test_a_single_class_name_names_class_names(files, tiny_model):
+    one = files["tmp"] / "one_class.py"
+    one.write_text(LF_SOURCE.replace('CLASS_NAMES = ("HAM", "SPAM")', 'CLASS_NAMES = ("ONLY",)'))
+    dev = files["tmp"] / "dev0.jsonl"
+    dev.write_text(json.dumps({"id": "d1", "text": "t", "label": 0}) + "\n")
+    _fails(
+        files, tiny_model,
+        r"CLASS_NAMES in --labeling_functions '.*one_class\.py' = \('ONLY',\) lists 1 class; a "
+        r"task has at least 2 classes",
+        labeling_functions=str(one), dev_input=str(dev),
+    )  # fmt: skip
+
+
+def test_a_directory_as_input_suggests_a_glob(files, tiny_model):
+    directory = files["tmp"] / "corpus_dir"
+    directory.mkdir()
+    (directory / "part-0.jsonl").write_text(json.dumps({"id": "x", "text": "y"}) + "\n")
+    _fails(
+        files, tiny_model,
+        r"corpus pattern '.*corpus_dir' is a directory; an input names files: use "
+        r"'.*corpus_dir/\*\.jsonl'",
+        input=str(directory),
+    )  # fmt: skip
+
+
+def test_a_file_name_with_a_comma_is_read_when_escaped_or_given_by_repeated_input(files, tiny_model):
+    odd = files["tmp"] / "corpus,v2.jsonl"
+    odd.write_text(json.dumps({"id": "x", "text": "y"}) + "\n")
+    _fails(files, tiny_model, r"matches no file; .*escape one in a file name as '\\,' or repeat "
+           r"--input", input=str(odd))  # fmt: skip
+    escaped = str(odd).replace(",", "\\,")
+    assert _preflight(files, tiny_model, input=escaped).options.input == escaped
+    options, _ = parse_options(["--input", escaped, "--input", files["corpus"], "--output", "o"])
+    assert options.input == f"{escaped},{files['corpus']}"
+    weak_label.preflight(dataclasses.replace(
+        _preflight(files, tiny_model).options, input=options.input
+    ))  # fmt: skip
+
+
+def _fresh_env() -> dict:
+    """The environment of a fresh shell: this test process set TF_CPP_MIN_LOG_LEVEL and
+    TF_ENABLE_ONEDNN_OPTS when it imported pipelines, and a child must not inherit the quiet."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "TF_ENABLE_ONEDNN"))}
+
+
+FAILING_RUN_LFS = LF_SOURCE + '''
+import sys
+
+
+@labeling_function()
+def always_crashes(x):
+    print("noise " * 20000)
+    raise KeyError("missing resource")
+'''
+
+
+def test_a_failed_run_prints_one_line_naming_the_log_and_keeps_the_console_quiet(files, tiny_model):
+    lfs = files["tmp"] / "failing_run_lfs.py"
+    lfs.write_text(FAILING_RUN_LFS)
+    output = files["tmp"] / "out"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "pipelines.weak_label",
+            "--input", files["corpus"], "--output", str(output), "--labeling_functions", str(lfs),
+            "--model", tiny_model, "--num_neighbours", "3", "--runner=FnApiRunner",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False, env=_fresh_env(),
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    console = completed.stdout + completed.stderr
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, completed.stderr[-3000:]
+    assert lines[0].startswith("epoxy-beam: run failed: ValueError: LF failures above "
+                               "--max_lf_failure_rate=0.1: 'always_crashes' failed on 6 of 6")
+    log = lines[0].split("traceback in ", 1)[1].split(";", 1)[0]
+    assert log.startswith(str(output / "_staging-")) and log.endswith("epoxy-beam.log")
+    with open(log, encoding="utf-8") as handle:
+        assert "Traceback (most recent call last)" in handle.read()
+    for noise in ("oneDNN", "cuda", "CUDA", "pkg_resources", "apitools", "noise noise", "Traceback"):
+        assert noise not in console, noise
+    assert len(console) < 5000
+
+
+def test_verbose_brings_the_library_logs_back(files):
+    env = _fresh_env()
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "pipelines.weak_label", "--verbose", "true",
+            "--input", "/nonexistent/*.jsonl", "--output", str(files["tmp"] / "out"),
+            "--labeling_functions", files["lfs"],
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    # TensorFlow's start-up notices, hidden without --verbose (see the test above).
+    assert "oneDNN" in completed.stderr or "cuda" in completed.stderr.lower()

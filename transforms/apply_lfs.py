@@ -5,7 +5,10 @@ the LF set in ``setup()``. An LF that raises or returns an invalid value abstain
 failure is counted per LF (``lf_failures`` output, Beam counter ``lf_failures/<lf>``) and the
 failures with the smallest document ids, at most ``max_failure_samples_per_lf`` per LF, go to the
 dead letter with their traceback head (chosen by id, so the sample does not depend on bundling).
-A row whose precomputed vote list is invalid goes to the dead letter.
+LFs run under a time budget with their console output captured
+(:class:`~transforms.core.lf_guard.GuardedLFs`): an overrun is a ``timeout`` failure, and a
+bounded sample of the captured output goes to the dead letter as ``lf_output``. A row whose
+precomputed vote list is invalid goes to the dead letter.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from transforms.core.document import lf_row
-from transforms.core.votes import LabelingFunction, apply_lfs, check_votes
+from transforms.core.lf_guard import GuardedLFs
+from transforms.core.votes import LabelingFunction, check_votes
 from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, render_payload
 from transforms.labeling_functions import LFSet, load_lf_set, load_lf_set_from_source
 
 LF_FAILURES_TAG = "lf_failures"
+LF_OUTPUT_CAUSE = "lf_output"  # a sample of what an LF printed (not a failure)
 VOTES_TAG = "votes"
 
 
@@ -36,6 +41,7 @@ class VoteSource:
         votes_field: The precomputed votes column ('' for none).
         num_column_votes: Votes per row in ``votes_field``.
         cardinality: Number of classes.
+        lf_timeout_s: The time budget of one LF on one row (0 = none).
     """
 
     lf_spec: str = ""
@@ -43,10 +49,16 @@ class VoteSource:
     votes_field: str = ""
     num_column_votes: int = 0
     cardinality: int = 2
+    lf_timeout_s: float = 0.0
 
     @classmethod
     def from_lf_set(
-        cls, lf_set: LFSet | None, votes_field: str, num_column_votes: int, cardinality: int
+        cls,
+        lf_set: LFSet | None,
+        votes_field: str,
+        num_column_votes: int,
+        cardinality: int,
+        lf_timeout_s: float = 0.0,
     ) -> "VoteSource":
         """Builds the source for an optional LF set and an optional votes column."""
         return cls(
@@ -55,6 +67,7 @@ class VoteSource:
             votes_field=votes_field,
             num_column_votes=num_column_votes if votes_field else 0,
             cardinality=cardinality,
+            lf_timeout_s=lf_timeout_s,
         )
 
     def load_lfs(self) -> tuple[LabelingFunction, ...]:
@@ -67,23 +80,24 @@ class VoteSource:
 
 
 def document_votes(
-    lfs: tuple[LabelingFunction, ...], source: VoteSource, doc: Mapping[str, Any]
-) -> tuple[np.ndarray, list, DeadLetter | None]:
+    guard: GuardedLFs, source: VoteSource, doc: Mapping[str, Any]
+) -> tuple[np.ndarray, list, dict[str, tuple[str, int]], DeadLetter | None]:
     """Computes one document's votes: the per-row function behind the DoFn and local paths.
 
     Args:
-        lfs: The LF set (may be empty when only a votes column is used).
+        guard: The LF set (may be empty when only a votes column is used), guarded.
         source: The vote source configuration.
         doc: A document record (``id``, ``text``, ``fields``).
 
     Returns:
-        ``(votes, lf_failures, dead_letter)``; ``dead_letter`` is set (and the votes must not be
-        used) when the precomputed vote list is invalid.
+        ``(votes, lf_failures, lf_outputs, dead_letter)``; ``lf_outputs`` holds what LFs
+        printed; ``dead_letter`` is set (and the votes must not be used) when the precomputed
+        vote list is invalid.
     """
     row = lf_row(doc)
-    votes, failures = apply_lfs(lfs, row, source.cardinality)
+    votes, failures, outputs = guard.apply(row)
     if not source.votes_field:
-        return votes, failures, None
+        return votes, failures, outputs, None
     try:
         column = check_votes(
             row.get(source.votes_field), source.num_column_votes, source.cardinality
@@ -97,8 +111,8 @@ def document_votes(
             source=str(doc.get("source", "")),
             doc_id=doc["id"],
         )
-        return votes, failures, dead
-    return np.concatenate([votes, column]), failures, None
+        return votes, failures, outputs, dead
+    return np.concatenate([votes, column]), failures, outputs, None
 
 
 class ApplyLFsFn(beam.DoFn):
@@ -111,13 +125,20 @@ class ApplyLFsFn(beam.DoFn):
 
     def __init__(self, source: VoteSource):
         self._source = source
-        self._lfs: tuple[LabelingFunction, ...] = ()
+        self._guard: GuardedLFs | None = None
 
     def setup(self) -> None:
-        self._lfs = self._source.load_lfs()
+        self._guard = GuardedLFs(
+            self._source.load_lfs(), self._source.cardinality, self._source.lf_timeout_s
+        )
+
+    def teardown(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
 
     def process(self, doc: Mapping[str, Any]) -> Iterator[Any]:
-        votes, failures, dead = document_votes(self._lfs, self._source, doc)
+        assert self._guard is not None
+        votes, failures, outputs, dead = document_votes(self._guard, self._source, doc)
         for failure in failures:
             Metrics.counter(METRICS_NAMESPACE, f"lf_failures/{failure.lf_name}").inc()
             yield beam.pvalue.TaggedOutput(LF_FAILURES_TAG, (failure.lf_name, 1))
@@ -131,6 +152,23 @@ class ApplyLFsFn(beam.DoFn):
                     doc_id=doc["id"],
                     payload=failure.traceback_head or render_payload(dict(lf_row(doc))),
                     lf=failure.lf_name,
+                    counts_as_input_row=False,
+                ),
+            )
+        for lf_name, (sample, total) in outputs.items():
+            Metrics.counter(METRICS_NAMESPACE, f"lf_output_chars/{lf_name}").inc(total)
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER_TAG,
+                DeadLetter(
+                    stage="apply_lfs",
+                    cause=LF_OUTPUT_CAUSE,
+                    message=f"LF {lf_name!r} wrote {total} characters to stdout/stderr on this "
+                    f"row (captured, not shown; the first {len(sample)} are the payload); "
+                    "remove the prints, or use logging",
+                    source=str(doc.get("source", "")),
+                    doc_id=doc["id"],
+                    payload=sample,
+                    lf=lf_name,
                     counts_as_input_row=False,
                 ),
             )
@@ -168,7 +206,8 @@ class ApplyLFs(beam.PTransform):
         samples = (
             dead
             | "LFFailures" >> beam.Filter(lambda record: bool(record.lf))
-            | "KeyByLF" >> beam.Map(lambda record: (record.lf, record))
+            | "KeyByLF"
+            >> beam.Map(lambda record: ((record.lf, record.cause == LF_OUTPUT_CAUSE), record))
             | "SmallestIds"
             >> beam.combiners.Top.PerKey(self._max_samples, key=failure_sample_order, reverse=True)
             | "FailureSamples" >> beam.FlatMap(lambda keyed: keyed[1])

@@ -13,7 +13,9 @@
   columns, then one commit step that appends the part to the embeddings manifest and points the
   top-level manifest at the snapshot (:mod:`transforms.core.artifacts` has the layout).
 
-One writer at a time per cache directory; readers only trust parts listed in a manifest.
+One writer at a time per cache directory; readers only trust parts listed in a manifest, and
+only when their bytes match the manifest's SHA-256 (:mod:`transforms.cache_integrity`): a
+corrupt part or manifest is reported, ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -43,19 +45,12 @@ from transforms.core.artifacts import (
     usable_graph,
     votes_schema,
 )
+from transforms.cache_integrity import file_checksum, read_json, verify_parts  # noqa: F401
 from transforms.dead_letter import METRICS_NAMESPACE
 from transforms.embed import EmbedConfig, EmbedTexts
 from transforms.knn_graph import KnnJoin, MergeTopKFn
 from transforms.neighbours import NeighbourConfig
 from transforms.write import WriteSortedShards, parquet_bytes, write_file
-
-
-def read_json(path: str) -> dict[str, Any] | None:
-    """A JSON file (local or ``gs://``), or ``None`` when it does not exist."""
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path) as handle:
-        return json.loads(handle.read().decode("utf-8"))
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -75,6 +70,8 @@ class CachePlan:
         num_shards: Parquet files per written table.
         embedding_parts: Usable committed embedding parts (full paths).
         graph_parts: The usable cached graph's parts (full paths); empty = build from scratch.
+        checksums: SHA-256 of the usable embedding parts, by path relative to their directory.
+        problems: One line per corrupt cache file or manifest that was ignored (it is rebuilt).
     """
 
     cache_dir: str
@@ -85,6 +82,8 @@ class CachePlan:
     num_shards: int
     embedding_parts: tuple[str, ...]
     graph_parts: tuple[str, ...]
+    checksums: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
     @classmethod
     def resolve(
@@ -96,21 +95,27 @@ class CachePlan:
         neighbour_config: NeighbourConfig,
         num_shards: int = 1,
     ) -> "CachePlan":
-        """Reads the manifests and keeps only the entries keyed like this run."""
-        embeddings = read_json(FileSystems.join(cls._embeddings_dir(cache_dir, model_fingerprint), MANIFEST_FILE))
+        """Reads the manifests and keeps only the entries keyed like this run and intact."""
+        problems: list[str] = []
+        root = cls._embeddings_dir(cache_dir, model_fingerprint)
+        embeddings = read_json(FileSystems.join(root, MANIFEST_FILE), problems)
         embedding_parts: tuple[str, ...] = ()
+        checksums: dict[str, str] = {}
         if usable_embeddings(embeddings, model_fingerprint, dim):
-            root = cls._embeddings_dir(cache_dir, model_fingerprint)
-            embedding_parts = tuple(FileSystems.join(root, part) for part in embeddings["parts"])
-        manifest = read_json(FileSystems.join(cache_dir, MANIFEST_FILE))
+            stored = dict(embeddings.get("checksums") or {})
+            good = verify_parts(root, embeddings["parts"], stored, problems)
+            embedding_parts = tuple(FileSystems.join(root, part) for part in good)
+            checksums = {part: stored[part] for part in good if part in stored}
+        manifest = read_json(FileSystems.join(cache_dir, MANIFEST_FILE), problems)
         graph_parts: tuple[str, ...] = ()
         if usable_graph(manifest, model_fingerprint, neighbour_config.fingerprint()):
-            graph_parts = tuple(
-                FileSystems.join(cache_dir, path) for path in manifest["snapshot"]["paths"]["graph"]
-            )
+            snapshot = manifest["snapshot"]
+            graph = list(snapshot["paths"]["graph"])
+            if len(verify_parts(cache_dir, graph, snapshot.get("checksums") or {}, problems)) == len(graph):
+                graph_parts = tuple(FileSystems.join(cache_dir, path) for path in graph)
         return cls(
             cache_dir, run_id, model_fingerprint, dim, neighbour_config, max(1, num_shards),
-            embedding_parts, graph_parts,
+            embedding_parts, graph_parts, checksums, tuple(problems),
         )  # fmt: skip
 
     @staticmethod
@@ -288,9 +293,11 @@ def commit_cache(
         path[len(embeddings_root) :].lstrip("/") for path in written if path.startswith(embeddings_root)
     ]
     manifest_path = FileSystems.join(embeddings_root, MANIFEST_FILE)
-    previous = read_json(manifest_path)
-    parts = list(previous["parts"]) if usable_embeddings(previous, cache.model_fingerprint, cache.dim) else []
-    write_file(manifest_path, _json_bytes(embeddings_manifest(cache.model_fingerprint, cache.dim, parts + new_parts)))
+    parts = [path[len(embeddings_root) :].lstrip("/") for path in cache.embedding_parts]
+    checksums = {part: cache.checksums[part] for part in parts if part in cache.checksums}
+    checksums.update({part: file_checksum(FileSystems.join(embeddings_root, part)) for part in new_parts})
+    embeddings = embeddings_manifest(cache.model_fingerprint, cache.dim, parts + new_parts)
+    write_file(manifest_path, _json_bytes({**embeddings, "checksums": checksums}))
     prefix = cache.snapshot_dir + "/"
     paths = {
         table: [path for path in relative if path.startswith(prefix + table + "/")]
@@ -306,6 +313,11 @@ def commit_cache(
             "neighbour_config": dataclasses.asdict(cache.neighbour_config),
             "embedding_key": embedding_key(cache.model_fingerprint),
             "paths": paths,
+            "checksums": {
+                path: file_checksum(FileSystems.join(root, path))
+                for table in paths.values()
+                for path in table
+            },
         },
         "last_run": dict(counts),
     }

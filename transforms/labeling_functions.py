@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import importlib
 import inspect
+import io
 import os
 import sys
+import tokenize
 from types import ModuleType
 from typing import Sequence
 
@@ -67,7 +69,7 @@ def load_lf_set(spec: str) -> LFSet:
                 "module name"
             )
         with FileSystems.open(spec) as handle:
-            return load_lf_set_from_source(handle.read().decode("utf-8"), spec)
+            return load_lf_set_from_source(decode_source(handle.read(), spec), spec)
     try:
         module = importlib.import_module(spec)
     except Exception as error:  # noqa: BLE001 - user code: any failure becomes a clear error.
@@ -80,6 +82,32 @@ def load_lf_set(spec: str) -> LFSet:
     except (OSError, TypeError):
         source = ""
     return _collect(module, spec, source)
+
+
+def decode_source(data: bytes, spec: str) -> str:
+    """An LF file's text, in UTF-8 or the encoding its ``# -*- coding: ... -*-`` line declares.
+
+    Raises:
+        ValueError: Naming the file, the byte and the fix, when the bytes are not in that encoding.
+    """
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        encoding = "utf-8"  # no declaration, and the first lines are not UTF-8
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeDecodeError) as error:
+        detail = (
+            f"byte {data[error.start]:#04x} in line {data[: error.start].count(10) + 1} is not "
+            f"{error.encoding}"
+            if isinstance(error, UnicodeDecodeError)
+            else str(error)
+        )
+        raise ValueError(
+            f"--labeling_functions file {spec!r} is not UTF-8 ({detail}); re-save it as UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8 {spec} > lfs_utf8.py), or declare its encoding in "
+            "its first line: # -*- coding: latin-1 -*-"
+        ) from None
 
 
 def load_lf_set_from_source(source: str, spec: str) -> LFSet:

@@ -36,3 +36,20 @@ def lf_row(doc: Mapping[str, Any]) -> Document:
     row["id"] = doc["id"]
     row["text"] = doc["text"]
     return row
+
+
+def fresh_copy(value: Any) -> Any:
+    """A copy of a row whose dicts and lists are new objects (the other values are immutable).
+
+    Rows hold JSON-safe values, so this is a deep copy, much cheaper than ``copy.deepcopy``.
+
+    >>> row = Document({"id": "a", "tags": ["x"]})
+    >>> copy = fresh_copy(row)
+    >>> copy["tags"].append("y"); row["tags"], type(copy).__name__
+    (['x'], 'Document')
+    """
+    if isinstance(value, dict):
+        return type(value)((key, fresh_copy(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [fresh_copy(item) for item in value]
+    return value

@@ -15,15 +15,22 @@ Conventions follow Snorkel: ``ABSTAIN = -1``, classes ``0..k-1``, a label matrix
 from __future__ import annotations
 
 import dataclasses
+import threading
 import traceback
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from transforms.core.document import fresh_copy
+
 ABSTAIN: int = -1
 VOTE_DTYPE = np.int8
 
 Row = Mapping[str, Any]
+
+# Set when the user interrupts the whole run (the CLI's SIGINT handler): then an LF call that
+# ends in KeyboardInterrupt stops the run instead of counting as that LF's failure.
+USER_INTERRUPT = threading.Event()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +123,7 @@ class LFFailure:
 
     Attributes:
         lf_name: The failing LF.
-        cause: ``"exception"`` or ``"invalid_value"``.
+        cause: ``"exception"``, ``"invalid_value"`` or ``"timeout"``.
         message: The exception's type and message, or the invalid value.
         traceback_head: The last lines of the traceback (empty for invalid values).
     """
@@ -143,13 +150,45 @@ def check_vote(value: Any, cardinality: int) -> int | None:
     return None
 
 
+def call_lf(
+    lf: LabelingFunction, row: Row, cardinality: int
+) -> tuple[int, LFFailure | None]:
+    """Calls one LF on a fresh copy of ``row``: ``(vote, None)`` or ``(ABSTAIN, failure)``.
+
+    The copy keeps an LF that changes its row (``x["text"] = ...``, appending to a list field)
+    from changing what the next LF sees. Whatever the LF raises, ``SystemExit`` and
+    ``KeyboardInterrupt`` included, is its failure; only a user's interrupt of the whole run
+    (:data:`USER_INTERRUPT`) propagates.
+    """
+    try:
+        value = lf(fresh_copy(row))
+    except BaseException as error:  # noqa: BLE001 - an LF is user code; any failure is routed.
+        if isinstance(error, KeyboardInterrupt) and USER_INTERRUPT.is_set():
+            raise
+        return ABSTAIN, LFFailure(
+            lf_name=lf.name,
+            cause="exception",
+            message=f"{type(error).__name__}: {error}",
+            traceback_head="".join(traceback.format_exception(error)[-3:])[-2000:],
+        )
+    vote = check_vote(value, cardinality)
+    if vote is None:
+        return ABSTAIN, LFFailure(
+            lf_name=lf.name,
+            cause="invalid_value",
+            message=f"returned {value!r:.200}; expected an int in -1..{cardinality - 1}",
+        )
+    return vote, None
+
+
 def apply_lfs(
     lfs: Sequence[LabelingFunction], row: Row, cardinality: int
 ) -> tuple[np.ndarray, list[LFFailure]]:
     """Applies every LF to one row: the one per-row function behind every apply path.
 
     An LF that raises, or returns anything but an int in ``-1..k-1``, abstains on this row and
-    is reported as a failure; it never stops the other LFs.
+    is reported as a failure; it never stops the other LFs. Each LF sees the row as it was read
+    (:func:`call_lf`). :class:`~transforms.core.lf_guard.GuardedLFs` adds a time budget.
 
     Args:
         lfs: The LF set, in column order.
@@ -162,29 +201,11 @@ def apply_lfs(
     votes = np.full(len(lfs), ABSTAIN, dtype=VOTE_DTYPE)
     failures: list[LFFailure] = []
     for j, lf in enumerate(lfs):
-        try:
-            value = lf(row)
-        except Exception as error:  # noqa: BLE001 - an LF is user code; any failure is routed.
-            failures.append(
-                LFFailure(
-                    lf_name=lf.name,
-                    cause="exception",
-                    message=f"{type(error).__name__}: {error}",
-                    traceback_head="".join(traceback.format_exception(error)[-3:])[-2000:],
-                )
-            )
-            continue
-        vote = check_vote(value, cardinality)
-        if vote is None:
-            failures.append(
-                LFFailure(
-                    lf_name=lf.name,
-                    cause="invalid_value",
-                    message=f"returned {value!r}; expected an int in -1..{cardinality - 1}",
-                )
-            )
-            continue
-        votes[j] = vote
+        vote, failure = call_lf(lf, row, cardinality)
+        if failure is not None:
+            failures.append(failure)
+        else:
+            votes[j] = vote
     return votes, failures
 
 
