@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import WeakLabelOptions, parse_options
+from pipelines.runners import resolve_runner_name
 from pipelines.outputs import write_outputs
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs, VoteSource
@@ -381,7 +382,7 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
     """
     options, beam_args = parse_options(argv)
     plan = preflight(options)
-    pipeline_options = PipelineOptions(beam_args, save_main_session=False)
+    pipeline_options = PipelineOptions(resolve_runner_name(beam_args), save_main_session=False)
     pipeline = beam.Pipeline(options=pipeline_options)
     build_pipeline(pipeline, plan)
     result = pipeline.run()
