@@ -25,6 +25,7 @@ from pipelines.report import render_report
 from pipelines.summary import RunCounts, build_summary
 from transforms.dead_letter import DeadLetter
 from transforms.report_inputs import ResolveExamples, confidence_histogram_fn, histogram_row
+from transforms.stage_stats import StageStats
 from transforms.write import (
     SUCCESS_FILE,
     WriteSortedShards,
@@ -66,6 +67,7 @@ def _summarise(
     run: Mapping[str, Any] | None = None,
     embedded: int = 0,
     embedding_cache_hits: int = 0,
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     counts = RunCounts(
         documents_by_origin=dict(origins),
@@ -90,6 +92,7 @@ def _summarise(
         examples=examples,
         run=run,
         embedding={"embedded": embedded, "embedding_cache_hits": embedding_cache_hits},
+        stages=stages,
     )
 
 
@@ -151,11 +154,14 @@ def write_outputs(
     fit: Mapping[str, beam.PCollection],
     embedded: beam.PCollection,
     embedding_cache_hits: beam.PCollection | None = None,
+    stages: Mapping[str, beam.PCollection] | None = None,
 ) -> beam.PCollection:
     """Writes every output to staging, summarises, and commits; returns the output path.
 
     ``embedded`` and ``embedding_cache_hits`` hold one element per document embedded by the
-    model and per embedding taken from the cache; only their counts are used.
+    model and per embedding taken from the cache; only their counts are used. ``stages`` names
+    stage outputs whose row counts and timings go to ``summary.json`` (``stages``, see
+    :mod:`transforms.stage_stats`); the labels write is added as ``write_labels``.
     """
     pipeline = labels.pipeline
     staging = plan.staging_dir
@@ -210,6 +216,10 @@ def write_outputs(
         | "ConfidenceHistogram"
         >> beam.CombineGlobally(confidence_histogram_fn(plan.cardinality)),
     }
+    if stages is not None:
+        singletons["stages"] = {**stages, "write_labels": label_paths} | "StageStats" >> StageStats(
+            built_at
+        )
     if embedding_cache_hits is not None:
         singletons["embedding_cache_hits"] = (
             embedding_cache_hits | "CountCacheHits" >> beam.combiners.Count.Globally()

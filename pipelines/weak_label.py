@@ -367,6 +367,15 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         fit=fit,
         embedded=embeddings if cache is None else embedded["embedded"],
         embedding_cache_hits=None if cache is None else embedded["hits"],
+        stages={
+            "read": corpus[DOCUMENTS_TAG],
+            "embed": embeddings,
+            "neighbours": neighbours,
+            "apply_lfs": applied[VOTES_TAG],
+            "join": records,
+            "fit": fit["fitted"],
+            "label": labels,
+        },
     )
 
 

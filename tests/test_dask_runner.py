@@ -7,6 +7,7 @@ partial statistics are summed differs). A worker that dies fails the run with a 
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -106,6 +107,11 @@ def test_dask_cluster_labels_equal_fnapi_runner(cluster, corpus_files, tiny_mode
         assert row["extended_votes"] == expected[doc_id]["extended_votes"], doc_id
         assert row["probs"] == pytest.approx(expected[doc_id]["probs"], abs=PROBS_ATOL), doc_id
     assert (tmp_path / "dask" / "_SUCCESS").exists()
+    stage_rows = [  # the per-stage counts travel in the data, so Dask reports them too
+        [(stage["stage"], stage["rows"]) for stage in json.loads(open(f"{out}/summary.json").read())["stages"]]
+        for out in (fnapi, on_dask)
+    ]
+    assert stage_rows[0] == stage_rows[1] and stage_rows[0][0] == ("read", 90)
 
 
 def test_a_dead_worker_fails_the_run_clearly_and_in_bounded_time(cluster, corpus_files, tiny_model, tmp_path):
