@@ -19,8 +19,14 @@ INSTALL_REQUIRES = [
     "setuptools<81",
 ]
 
+DASK_REQUIRES = ["dask==2026.8.0", "distributed==2026.8.0"]
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8"],
+    # tests/test_dask_runner.py runs the job on a LocalCluster, so CI installs the dask extra.
+    # tests/test_dataflow_job.py builds the job for DataflowRunner offline (--dry_run).
+    "test": ["pytest>=8", *DASK_REQUIRES, "apache-beam[gcp]==2.77.*"],
+    # --runner=DaskRunner (pipelines/dask_runner.py): a Dask cluster, local or remote.
+    "dask": DASK_REQUIRES,
     "dataflow": ["apache-beam[gcp]==2.77.*"],
     # The PyTorch reference for tests/test_reference_equivalence.py and the embedder benchmarks.
     # torch must be the CPU wheel (PyTorch's CPU index), or pip pulls a multi-GB CUDA build.

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/knn_graph.py --n 100000 --dim 384 [--k 10] [--json OUT]
-        [--real /work/shared/data] [--partition_rows 100000] [--spill 3]
+        [--real /work/shared/data] [--partition_rows 100000] [--spill 0 (auto)]
 
 * **Synthetic** (``--n``, ``--dim``): clustered vectors with a low intrinsic dimension (a mixture of
   ``n / 1000`` Gaussian clusters in 32 latent dimensions, randomly projected to ``dim`` and
@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_io import write_json  # noqa: E402
 from transforms.core.extension import extend_votes, nearest_voters  # noqa: E402
 from transforms.core.knn import l2_normalise  # noqa: E402
-from transforms.core.knn_merge import exact_nearest_voters  # noqa: E402
+from transforms.core.knn_merge import AUTO_SPILL, auto_spill, exact_nearest_voters  # noqa: E402
 from transforms.core.labeler import quantile_thresholds  # noqa: E402
 from transforms.core.votes import ABSTAIN  # noqa: E402
 from transforms.knn_graph import knn_graph_in_memory  # noqa: E402
@@ -178,6 +178,7 @@ def run_case(
         "groups": figures["groups"],
         "max_group_rows": figures["max_group_rows"],
         "spill": args.spill,
+        "spill_used": float(auto_spill(int(figures["partitions"])) if args.spill == AUTO_SPILL else args.spill),
     }
     if votes is not None:
         result.update(extension_disagreement(x, votes, neighbours, sims, rows, args.fallback_max_voters))
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_case("real_minilm_youtube_trec", real_x, real_votes, real_args))
     for result in results:
         print(f"[{result['case']}] n={result['n']} k={result['k']} partitions={result['partitions']:.0f} "
-              f"spill={result['spill']} groups={result['groups']:.0f}")
+              f"spill={result['spill']} (used {result['spill_used']:.0f}) groups={result['groups']:.0f}")
         print(f"  recall@{result['k']} = {result['recall']:.4f} (on {min(result['n'], args.exact_sample)} queries)")
         print(f"  approx {result['seconds_approx']:.1f}s, exact {result['seconds_exact']:.1f}s"
               f"{' (extrapolated from the sample)' if result['exact_extrapolated'] else ''}, "

@@ -89,7 +89,9 @@ class WeakLabelOptions:
         "this size uses one index.",
     )
     spill: int = _option(
-        3, "kNN graph: nearest partitions each document is searched in (recall vs. cost)."
+        0,
+        "kNN graph: nearest partitions each document is searched in (recall vs. cost); 0 = "
+        "auto, ceil(1.5 sqrt(partitions)) within [3, partitions]: 5 of 10 partitions at 1M.",
     )
     label_model: str = _option(
         "auto",

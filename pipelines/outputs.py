@@ -29,6 +29,7 @@ from transforms.apply_lfs import LF_OUTPUT_CAUSE
 from transforms.dead_letter import DeadLetter
 from transforms.report_inputs import ResolveExamples, confidence_histogram_fn, histogram_row
 from transforms.write import WriteSortedShards, jsonl_bytes, labels_schema, parquet_bytes, write_file
+from transforms.stage_stats import StageStats
 
 if TYPE_CHECKING:
     from pipelines.plan import RunPlan
@@ -59,6 +60,7 @@ def _summarise(
     run: Mapping[str, Any] | None = None,
     embedded: int = 0,
     embedding_cache_hits: int = 0,
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     counts = RunCounts(
         documents_by_origin=dict(origins),
@@ -83,6 +85,7 @@ def _summarise(
         examples=examples,
         run=run,
         embedding={"embedded": embedded, "embedding_cache_hits": embedding_cache_hits},
+        stages=stages,
     )
 
 
@@ -154,13 +157,16 @@ def write_outputs(
     embedded: beam.PCollection,
     embedding_cache_hits: beam.PCollection | None = None,
     cache_warnings: Sequence[str] = (),
+    stages: Mapping[str, beam.PCollection] | None = None,
 ) -> beam.PCollection:
     """Writes every output to staging, summarises, and commits; returns the output path.
 
     ``embedded`` and ``embedding_cache_hits`` hold one element per document embedded by the
     model and per embedding taken from the cache; only their counts are used.
     ``cache_warnings`` (corrupt cache files that were ignored and rebuilt) go into
-    ``summary.json`` as ``run.cache_warnings``.
+    ``summary.json`` as ``run.cache_warnings``. ``stages`` names stage outputs whose row counts
+    and timings go to ``summary.json`` (``stages``, see :mod:`transforms.stage_stats`); the
+    labels write is added as ``write_labels``.
     """
     pipeline = labels.pipeline
     staging = plan.staging_dir
@@ -216,6 +222,10 @@ def write_outputs(
         | "ConfidenceHistogram"
         >> beam.CombineGlobally(confidence_histogram_fn(plan.cardinality)),
     }
+    if stages is not None:
+        singletons["stages"] = {**stages, "write_labels": label_paths} | "StageStats" >> StageStats(
+            built_at
+        )
     if embedding_cache_hits is not None:
         singletons["embedding_cache_hits"] = (
             embedding_cache_hits | "CountCacheHits" >> beam.combiners.Count.Globally()

@@ -213,12 +213,14 @@ def _check_numbers(options: WeakLabelOptions) -> None:
             "e.g. --seed 5"
         )
     for name in (
-        "num_neighbours", "num_shards", "sample_size", "max_text_chars", "partition_rows", "spill"
+        "num_neighbours", "num_shards", "sample_size", "max_text_chars", "partition_rows"
     ):
         if getattr(options, name) < 1:
             raise ValueError(
                 f"--{name}={getattr(options, name)} must be at least 1; pass a positive integer"
             )
+    if options.spill < 0:
+        raise ValueError(f"--spill={options.spill} must be at least 1, or 0 to choose it by size")
 
 
 def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, ...]:

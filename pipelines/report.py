@@ -256,6 +256,20 @@ def _facts_table(summary: Mapping[str, Any]) -> str:
     return f'<table id="run-facts" class="facts">{body}</table>'
 
 
+def _stages_table(summary: Mapping[str, Any]) -> str:
+    """Rows and timings per stage (seconds since the pipeline was built), when reported."""
+    stages = summary.get("stages") or []
+    if not stages:
+        return ""
+    head = "<tr><th>stage</th><th>rows</th><th>first output (s)</th><th>done (s)</th></tr>"
+    body = "".join(
+        f"<tr><td>{_e(s['stage'])}</td><td>{_e(_fmt(s['rows']))}</td>"
+        f"<td>{_e(_fmt(s['first_s']))}</td><td>{_e(_fmt(s['done_s']))}</td></tr>"
+        for s in stages
+    )
+    return f'<table id="stages" class="facts">{head}{body}</table>'
+
+
 # (summary key, header, kind) of the LF table's columns.
 LF_COLUMNS = (
     ("lf", "LF", "text"),
@@ -481,7 +495,7 @@ def render_report(summary: Mapping[str, Any], extras: ReportExtras | None = None
 <h1>{_e(extras.title)}</h1>{notes}
 <p id="headline">{summary["rows"]["labelled"]} documents labelled; LF coverage
 {coverage["before_extension"]:.1%} before extension, {coverage["after_extension"]:.1%} after.</p>
-<h2>Run</h2>{_facts_table(summary)}
+<h2>Run</h2>{_facts_table(summary)}{_stages_table(summary)}
 <h2>Labeling functions</h2>{_lf_table(summary)}
 <h2>Plots</h2>{plots}
 <h2>Dev metrics</h2>{_metrics_section(summary)}

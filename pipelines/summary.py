@@ -227,6 +227,7 @@ def build_summary(
     examples: Sequence[Mapping[str, Any]] = (),
     run: Mapping[str, Any] | None = None,
     embedding: Mapping[str, int] | None = None,
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Assembles ``summary.json``.
 
@@ -236,6 +237,7 @@ def build_summary(
         confidence: The labels' confidence histogram, when gathered.
         examples: Example entries with texts (see :mod:`transforms.report_inputs`).
         run: Facts about the run itself (``runner``, ``wall_seconds``, ...), shown as given.
+        stages: Per-stage ``{stage, rows, first_s, done_s}`` (:mod:`transforms.stage_stats`).
     """
     no_extension = np.full(len(fitted.lf_names), np.inf, np.float32)
     baseline = fit_label_model(raw_stats, sample, no_extension, fitted.config)
@@ -281,6 +283,7 @@ def build_summary(
         else None,
         "confidence": None if confidence is None else confidence.to_dict(),
         "examples": examples_by_lf(fitted.lf_names, examples),
+        "stages": [dict(stage) for stage in stages],
     }
 
 
@@ -302,6 +305,11 @@ def format_summary(summary: Mapping[str, Any], output: str) -> str:
         figures = ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in methods.items())
         rows_in_split = next(iter(methods.values()))["rows"]
         lines.append(f"  accuracy on {split} dev rows (n={rows_in_split}): {figures}")
+    if summary.get("stages"):
+        lines.append(
+            "  stages (rows, done at s since start): "
+            + ", ".join(f"{s['stage']} {s['rows']} ({s['done_s']})" for s in summary["stages"])
+        )
     lines.append(
         f"  outputs: {output}/labels/, {output}/errors/, {output}/summary.json, "
         f"{output}/report.html"

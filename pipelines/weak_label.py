@@ -27,6 +27,7 @@ from pipelines.options import parse_options
 from pipelines.output_guard import OutputLock
 from pipelines.outputs import write_outputs
 from pipelines.plan import RunPlan, preflight
+from pipelines.runners import resolve_runner_name
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs
 from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache, WriteCache
@@ -133,6 +134,15 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         embedded=embeddings if cache is None else embedded["embedded"],
         embedding_cache_hits=None if cache is None else embedded["hits"],
         cache_warnings=() if cache is None else cache.problems,
+        stages={
+            "read": corpus[DOCUMENTS_TAG],
+            "embed": embeddings,
+            "neighbours": neighbours,
+            "apply_lfs": applied[VOTES_TAG],
+            "join": records,
+            "fit": fit["fitted"],
+            "label": labels,
+        },
     )
 
 
@@ -156,7 +166,7 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
     plan = preflight(options)
     lock = OutputLock(options.output, plan.run_id).acquire()
     try:
-        pipeline = beam.Pipeline(options=PipelineOptions(beam_args, save_main_session=False))
+        pipeline = beam.Pipeline(options=PipelineOptions(resolve_runner_name(beam_args), save_main_session=False))
         build_pipeline(pipeline, plan)
         result = pipeline.run()
         if wait:

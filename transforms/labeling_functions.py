@@ -46,6 +46,20 @@ class LFSet:
         """The LF names, in column order."""
         return [lf.name for lf in self.lfs]
 
+    def __reduce__(self) -> tuple:
+        """Pickles as the LF file's text and name, never as code or a module reference.
+
+        A file's LFs live in a module registered under a synthetic name (``epoxy_lfs_<hash>``)
+        that exists only in the process that loaded it; pickled by reference, a worker would
+        fail with ``ModuleNotFoundError``. Anything that captures an :class:`LFSet` (a
+        ``RunPlan`` in a stage's closure) therefore re-creates it from ``source`` and ``spec``
+        on unpickling, exactly as :class:`~transforms.apply_lfs.ApplyLFsFn` does in ``setup()``;
+        a module set is re-imported by name.
+        """
+        if self.source and (self.spec.endswith(".py") or "/" in self.spec):
+            return (load_lf_set_from_source, (self.source, self.spec))
+        return (load_lf_set, (self.spec,))
+
 
 def load_lf_set(spec: str) -> LFSet:
     """Imports the LF file or module ``spec`` and collects its LFs.

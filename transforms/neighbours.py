@@ -36,7 +36,8 @@ class NeighbourConfig:
         reorder_multiplier: Candidates re-scored exactly, as a multiple of ``num_neighbours``.
         query_batch_size: Queries per ``search_batched`` call.
         partition_rows: Target rows per partition: ``ceil(n / partition_rows)`` partitions.
-        spill: Partitions each document is searched in (its nearest centroids).
+        spill: Partitions each document is searched in (its nearest centroids); 0 (default):
+            chosen from the partition count (:func:`transforms.core.knn_merge.auto_spill`).
         max_group_rows: A partition with more rows (or queries) is split into groups of at most
             this many, so a worker never holds more than ``2 · max_group_rows`` vectors.
         centroid_sample_rows: Rows (smallest id hash) the centroids are fitted on.
@@ -50,7 +51,7 @@ class NeighbourConfig:
     reorder_multiplier: int = 10
     query_batch_size: int = 1024
     partition_rows: int = 100_000
-    spill: int = 3
+    spill: int = 0
     max_group_rows: int = 200_000
     centroid_sample_rows: int = 20_000
     kmeans_iterations: int = 10
@@ -61,9 +62,11 @@ class NeighbourConfig:
             raise ValueError(
                 f"num_neighbours={self.num_neighbours} must be at least 1 (try 20)"
             )
-        for name in ("partition_rows", "spill", "max_group_rows", "centroid_sample_rows"):
+        for name in ("partition_rows", "max_group_rows", "centroid_sample_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.spill < 0:
+            raise ValueError(f"spill={self.spill} must be at least 1, or 0 for auto")
 
     def fingerprint(self) -> str:
         """A short hash of everything that changes the graph, for cache keys."""
