@@ -37,6 +37,7 @@ from transforms.io import DOCUMENTS_TAG, CorpusSource, ReadCorpus, preflight_sou
 from transforms.knn_graph import NeighbourGraph
 from transforms.label import FitLabeler, LabelDocuments
 from transforms.labeling_functions import LFSet, lf_names_for_votes, load_lf_set
+from transforms.modality import EmbedNonText, ModalityConfig, preflight_embedding
 from transforms.models.fingerprint import model_fingerprint
 from transforms.neighbours import NeighbourConfig
 
@@ -55,6 +56,7 @@ class RunPlan:
         embedding_dim: The model's output dimension.
         model_fingerprint: The model's fingerprint (keys the embedding cache).
         run_id: A unique id for this run (staging and index directories).
+        modality: Where the vectors come from (text model, a vector field or an image model).
     """
 
     options: WeakLabelOptions
@@ -64,6 +66,7 @@ class RunPlan:
     embedding_dim: int
     model_fingerprint: str
     run_id: str
+    modality: ModalityConfig = ModalityConfig()
 
     @property
     def cardinality(self) -> int:
@@ -98,6 +101,7 @@ class RunPlan:
             class_names=tuple(class_names),
             max_text_chars=opts.max_text_chars,
             split=split,
+            text_required=not modality_config(opts).non_text,
         )
 
     def vote_source(self) -> VoteSource:
@@ -158,7 +162,12 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
         raise ValueError(
             f"LF names {list(lf_names)} repeat a name: rename the LFs or pass distinct --lf_names"
         )
-    embedding_dim = preflight_model(options.model)
+    modality = modality_config(options)
+    if modality.non_text:
+        modality, fingerprint = preflight_embedding(modality, probe.corpus_source())
+        embedding_dim = modality.dim
+    else:
+        embedding_dim, fingerprint = preflight_model(options.model), model_fingerprint(options.model)
     _check_writable(options.output)
     if options.cache_dir:
         _check_writable(options.cache_dir)
@@ -168,8 +177,19 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
         lf_names=lf_names,
         class_names=class_names,
         embedding_dim=embedding_dim,
-        model_fingerprint=model_fingerprint(options.model),
+        model_fingerprint=fingerprint,
         run_id=uuid.uuid4().hex[:12],
+        modality=modality,
+    )
+
+
+def modality_config(options: WeakLabelOptions) -> ModalityConfig:
+    """The options' :class:`ModalityConfig` (dimension and image size still unset)."""
+    return ModalityConfig(
+        modality=options.modality,
+        embedding_field=options.embedding_field,
+        image_field=options.image_field,
+        model_path=options.model,
     )
 
 
@@ -320,16 +340,27 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         dead_letters.append(dev_read[DEAD_LETTER_TAG])
         dev_docs = dev_read[DOCUMENTS_TAG]
     docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, opts.holdout_fraction)
+    all_docs = docs  # every document read, also those a non-text stage dead-letters (row counts)
 
-    texts = docs | "EmbedInput" >> beam.Map(embed_input)
     neighbour_config = NeighbourConfig(
         num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
     )
     cache = cache_plan(plan, neighbour_config)
-    if cache is None:
+    if plan.modality.non_text:
+        embedded = docs | "EmbedNonText" >> EmbedNonText(plan.modality)
+        docs, embeddings = embedded["documents"], embedded["embeddings"]
+        dead_letters.append(embedded[DEAD_LETTER_TAG])
+        if cache is None:
+            neighbours = embeddings | "Neighbours" >> NeighbourGraph(neighbour_config)
+        else:
+            graph_inputs = {"embeddings": embeddings, "hashes": embedded["hashes"]}
+            neighbours = graph_inputs | "NeighboursWithCache" >> GraphWithCache(cache)
+    elif cache is None:
+        texts = docs | "EmbedInput" >> beam.Map(embed_input)
         embeddings = texts | "Embed" >> EmbedTexts(EmbedConfig(model_path=opts.model))
         neighbours = embeddings | "Neighbours" >> NeighbourGraph(neighbour_config)
     else:
+        texts = docs | "EmbedInput" >> beam.Map(embed_input)
         embedded = texts | "EmbedWithCache" >> EmbedWithCache(EmbedConfig(model_path=opts.model), cache)
         embeddings = embedded["embeddings"]
         hashes = texts | "TextHashes" >> beam.MapTuple(lambda doc_id, text: (doc_id, text_hash(text)))
@@ -344,6 +375,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
             "graph": neighbours,
             "docs": docs,
             "votes": applied[VOTES_TAG],
+            **({"hashes": embedded["hashes"]} if "hashes" in embedded else {}),
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
     joined = {
@@ -362,7 +394,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         labels=labels,
         dead_letters=tuple(dead_letters) | "AllDeadLetters" >> beam.Flatten(),
         lf_failures=applied[LF_FAILURES_TAG],
-        docs=docs,
+        docs=all_docs,
         fit=fit,
         embedded=embeddings if cache is None else embedded["embedded"],
         embedding_cache_hits=None if cache is None else embedded["hits"],

@@ -107,6 +107,9 @@ class CorpusSource:
         class_names: The class names, in class-id order.
         max_text_chars: Longer texts go to the dead letter (``text_too_long``).
         split: A tag copied into every document (``corpus``, ``dev``, ...).
+        text_required: ``False`` for non-text corpora (``--embedding_field``, ``--modality
+            image``): a row without the text field gets the text ``""`` and, without an id, the
+            content id of the whole row.
     """
 
     pattern: str
@@ -118,6 +121,7 @@ class CorpusSource:
     class_names: tuple[str, ...] = ()
     max_text_chars: int = 100_000
     split: str = "corpus"
+    text_required: bool = True
 
     def __post_init__(self) -> None:
         if not split_patterns(self.pattern):
@@ -447,7 +451,7 @@ def row_to_document(
     text, cause, problem = _row_text(row, source)
     if problem:
         return _row_dead_letter(cause, f"{location}: {problem}", row, location, doc_id or "")
-    doc_id = doc_id or content_id(text)
+    doc_id = doc_id or content_id(text if source.text_required else json.dumps(json_safe(row), sort_keys=True))
     document: dict[str, Any] = {
         "id": doc_id,
         "text": text,
@@ -491,6 +495,8 @@ def _id_string(value: Any) -> tuple[str | None, str]:
 
 def _row_text(row: dict[str, Any], source: CorpusSource) -> tuple[str, str, str]:
     """Returns ``(text, cause, problem)``; ``problem`` is empty for a good text."""
+    if not source.text_required and source.text_template is None and not row.get(source.text_field):
+        return "", "", ""
     if source.text_template is not None:
         try:
             text: Any = render_text(row, source.text_template)
@@ -677,6 +683,7 @@ def _check_columns(files: list[str], source: CorpusSource) -> None:
 
 def _check_needed_columns(path: str, columns: list[str], source: CorpusSource) -> None:
     needed = check_template(source.text_template) if source.text_template else [source.text_field]
+    needed = needed if source.text_required else []
     needed += [source.label_field] if source.label_field else []
     missing = [name for name in needed if name not in columns]
     if missing:
