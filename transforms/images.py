@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import re
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -74,7 +75,8 @@ def decode_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, ValueError) as error:
-        raise ValueError(f"{len(data)} bytes are no decodable JPEG/PNG/GIF/BMP ({str(error).splitlines()[0][:200]})") from None
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])[:200]
+        raise ValueError(f"{len(data)} bytes are no decodable JPEG/PNG/GIF/BMP ({reason})") from None
     pixels = tf.image.convert_image_dtype(image, tf.float32)
     return tf.image.resize(pixels, size, antialias=True).numpy().astype(np.float32)
 
