@@ -149,5 +149,7 @@ def test_image_job_end_to_end(image_model, image_corpus, tmp_path, runner):
     assert summary["rows"]["accounted"] is True
     labels = {row["id"]: row for row in pq.read_table(output / "labels").to_pylist()}
     assert "from_path" in labels and "corrupt" not in labels
+    report = (output / "report.html").read_text()
+    assert '<img class="thumbnail" alt="" src="data:image/' in report and "brightness=" in report
     bright = [row["label"] for row in labels.values() if row["votes"] == [1, -1]]
     assert bright and all(label == 1 for label in bright)
