@@ -28,6 +28,8 @@ EXTRAS_REQUIRE = {
     # --runner=DaskRunner (pipelines/dask_runner.py): a Dask cluster, local or remote.
     "dask": DASK_REQUIRES,
     "dataflow": ["apache-beam[gcp]==2.77.*"],
+    # examples/digits/render_data.py renders scikit-learn's bundled digits.
+    "examples": ["scikit-learn==1.5.2"],
     # The PyTorch reference for tests/test_reference_equivalence.py and the embedder benchmarks.
     # torch must be the CPU wheel (PyTorch's CPU index), or pip pulls a multi-GB CUDA build.
     "reference": ["torch==2.13.0", "sentence-transformers==6.2.0", "transformers==5.24.0"],

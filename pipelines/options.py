@@ -55,6 +55,21 @@ class WeakLabelOptions:
         DEFAULT_MODEL,
         "TF-Hub text embedding model: SavedModel directory, gs:// path or hub handle.",
     )
+    modality: str = _option(
+        "text",
+        "text (embed --text_field with --model) or image (embed --image_field with --model, a "
+        "TF-Hub image feature-vector SavedModel [None,H,W,3] in [0,1] -> [None,d]).",
+    )
+    image_field: str = _option(
+        "image",
+        "With --modality image: field holding encoded JPEG/PNG bytes (base64 in JSONL) or a "
+        "local path / gs:// URI of the image.",
+    )
+    embedding_field: str = _option(
+        "",
+        "Field holding a precomputed vector per row (list<float> / JSON array); skips the embed "
+        "stage. Vectors are L2-normalised; bad ones are dead-lettered.",
+    )
     labeling_functions: str = _option(
         "",
         "Python file or module defining @labeling_function LFs (and optionally CLASS_NAMES).",

@@ -27,6 +27,7 @@ from transforms.core.parsing import parse_file
 from transforms.core.records import CorpusSource, parse_label, split_patterns
 from transforms.io import preflight_source
 from transforms.labeling_functions import LFSet, lf_names_for_votes, load_lf_set
+from transforms.modality import ModalityConfig, preflight_embedding
 from transforms.models.fingerprint import model_fingerprint
 
 MAX_DEV_ROWS_CHECKED = 100_000  # dev rows read by preflight to check the label field
@@ -44,6 +45,7 @@ class RunPlan:
         embedding_dim: The model's output dimension.
         model_fingerprint: The model's fingerprint (keys the embedding cache).
         run_id: A unique id for this run (staging and index directories).
+        modality: Where the vectors come from (text model, a vector field or an image model).
     """
 
     options: WeakLabelOptions
@@ -53,6 +55,7 @@ class RunPlan:
     embedding_dim: int
     model_fingerprint: str
     run_id: str
+    modality: ModalityConfig = ModalityConfig()
 
     @property
     def cardinality(self) -> int:
@@ -87,6 +90,7 @@ class RunPlan:
             class_names=tuple(class_names),
             max_text_chars=opts.max_text_chars,
             split=split,
+            text_required=not modality_config(opts).non_text,
         )
 
     def vote_source(self) -> VoteSource:
@@ -175,7 +179,12 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
         options.overwrite,
     )
     probe.labeler_config()  # --metric / --positive_class against the classes
-    embedding_dim = preflight_model(options.model)
+    modality = modality_config(options)
+    if modality.non_text:
+        modality, fingerprint = preflight_embedding(modality, probe.corpus_source())
+        embedding_dim = modality.dim
+    else:
+        embedding_dim, fingerprint = preflight_model(options.model), model_fingerprint(options.model)
     _check_writable(options.output)
     if options.cache_dir:
         _check_writable(options.cache_dir)
@@ -185,8 +194,19 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
         lf_names=lf_names,
         class_names=class_names,
         embedding_dim=embedding_dim,
-        model_fingerprint=model_fingerprint(options.model),
+        model_fingerprint=fingerprint,
         run_id=uuid.uuid4().hex[:12],
+        modality=modality,
+    )
+
+
+def modality_config(options: WeakLabelOptions) -> ModalityConfig:
+    """The options' :class:`ModalityConfig` (dimension and image size still unset)."""
+    return ModalityConfig(
+        modality=options.modality,
+        embedding_field=options.embedding_field,
+        image_field=options.image_field,
+        model_path=options.model,
     )
 
 

@@ -22,6 +22,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from transforms.core.display import split_thumbnail
+
 REPORT_FILE = "report.html"
 # Matplotlib settings: text stays text (searchable, small), ids are deterministic.
 _RC = {"svg.fonttype": "none", "svg.hashsalt": "epoxy-beam", "font.size": 9}
@@ -356,7 +358,10 @@ def _example_item(entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
     vote = entry["vote"]
     label = class_names[vote] if 0 <= vote < len(class_names) else str(vote)
     text = f'<li class="example"><span class="vote">{_e(label)}</span> <code>{_e(entry["id"])}</code> '
-    text += f'<q class="text">{_e(entry.get("text", ""))}</q>'
+    thumbnail, shown = split_thumbnail(str(entry.get("text", "")))
+    if thumbnail:
+        text += f'<img class="thumbnail" alt="" src="{_e(thumbnail)}"> '
+    text += f'<q class="text">{_e(shown)}</q>'
     if "similarity" in entry:
         source = entry.get("source_id")
         text += (
@@ -364,7 +369,10 @@ def _example_item(entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
             f"(cosine {entry['similarity']:.3f})"
         )
         if entry.get("source_text") is not None:
-            text += f' <q class="text">{_e(entry["source_text"])}</q>'
+            source_thumbnail, source_shown = split_thumbnail(str(entry["source_text"]))
+            if source_thumbnail:
+                text += f' <img class="thumbnail" alt="" src="{_e(source_thumbnail)}">'
+            text += f' <q class="text">{_e(source_shown)}</q>'
         text += "</div>"
     return text + "</li>"
 
@@ -409,7 +417,7 @@ figcaption{font-weight:600;margin-bottom:.3rem}
 .missing{color:#656d76;font-style:italic}
 details.lf-examples{margin:.4rem 0}details.lf-examples summary{cursor:pointer;font-weight:600}
 li.example{margin:.3rem 0}.vote{background:#ddf4ff;border-radius:3px;padding:0 .3rem}
-.source{color:#656d76;font-size:.85rem;margin-left:1.2rem}q.text{white-space:pre-wrap}
+.source{color:#656d76;font-size:.85rem;margin-left:1.2rem}q.text{white-space:pre-wrap}img.thumbnail{height:3rem;image-rendering:pixelated;vertical-align:middle}
 """
 
 # Sorts the LF table on a header click; "#sort=<key>:<asc|desc>" in the URL sorts on load.

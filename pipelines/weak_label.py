@@ -40,6 +40,7 @@ from transforms.extend import NearestVoters
 from transforms.io import DOCUMENTS_TAG, ReadCorpus
 from transforms.knn_graph import NeighbourGraph
 from transforms.label import FitLabeler, LabelDocuments
+from transforms.modality import EmbedNonText
 from transforms.neighbours import NeighbourConfig
 
 __all__ = ["RunFailed", "RunPlan", "build_pipeline", "main", "preflight", "run"]
@@ -73,6 +74,29 @@ def snapshot_metadata(plan: RunPlan) -> dict[str, Any]:
     }
 
 
+def embed_documents(
+    docs: beam.PCollection, plan: RunPlan, cache: CachePlan | None, dead_letters: list
+) -> tuple[beam.PCollection, dict[str, beam.PCollection]]:
+    """The embed stage of any modality: ``(documents that got a vector, outputs)``.
+
+    The outputs hold ``embeddings`` and ``embedded`` ``(id, vector)``; with a cache also ``new``,
+    ``hits`` and ``hashes`` ``(id, content hash)``, which key the cache entries. A non-text
+    stage's dead letters are appended to ``dead_letters``.
+    """
+    if plan.modality.non_text:
+        embedded = docs | "EmbedNonText" >> EmbedNonText(plan.modality)
+        dead_letters.append(embedded[DEAD_LETTER_TAG])
+        return embedded["documents"], embedded
+    texts = docs | "EmbedInput" >> beam.Map(embed_input)
+    config = EmbedConfig(model_path=plan.options.model)
+    if cache is None:
+        embeddings = texts | "Embed" >> EmbedTexts(config)
+        return docs, {"embeddings": embeddings, "embedded": embeddings}
+    embedded = texts | "EmbedWithCache" >> EmbedWithCache(config, cache)
+    hashes = texts | "TextHashes" >> beam.MapTuple(lambda doc_id, text: (doc_id, text_hash(text)))
+    return docs, {**embedded, "hashes": hashes}
+
+
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     """Adds every stage of the job to ``pipeline``."""
     opts = plan.options
@@ -86,21 +110,20 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         dev_docs = dev_read[DOCUMENTS_TAG]
     docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, opts.holdout_fraction)
 
-    texts = docs | "EmbedInput" >> beam.Map(embed_input)
+    all_docs = docs  # every document read, also those a non-text stage dead-letters (row counts)
     neighbour_config = NeighbourConfig(
         num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
     )
     cache = cache_plan(plan, neighbour_config)
     for problem in cache.problems if cache is not None else ():
         print(f"epoxy-beam: warning: {problem}", file=sys.stderr)
+    docs, embedded = embed_documents(docs, plan, cache, dead_letters)
+    embeddings = embedded["embeddings"]
     if cache is None:
-        embeddings = texts | "Embed" >> EmbedTexts(EmbedConfig(model_path=opts.model))
         neighbours = embeddings | "Neighbours" >> NeighbourGraph(neighbour_config)
     else:
-        embedded = texts | "EmbedWithCache" >> EmbedWithCache(EmbedConfig(model_path=opts.model), cache)
-        embeddings = embedded["embeddings"]
-        hashes = texts | "TextHashes" >> beam.MapTuple(lambda doc_id, text: (doc_id, text_hash(text)))
-        neighbours = {"embeddings": embeddings, "hashes": hashes} | "NeighboursWithCache" >> GraphWithCache(cache)
+        graph_inputs = {"embeddings": embeddings, "hashes": embedded["hashes"]}
+        neighbours = graph_inputs | "NeighboursWithCache" >> GraphWithCache(cache)
     applied = docs | "ApplyLFs" >> ApplyLFs(plan.vote_source())
     dead_letters.append(applied[DEAD_LETTER_TAG])
     if cache is not None:
@@ -111,6 +134,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
             "graph": neighbours,
             "docs": docs,
             "votes": applied[VOTES_TAG],
+            "hashes": embedded["hashes"],
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
     joined = {
@@ -129,9 +153,9 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         labels=labels,
         dead_letters=tuple(dead_letters) | "AllDeadLetters" >> beam.Flatten(),
         lf_failures=applied[LF_FAILURES_TAG],
-        docs=docs,
+        docs=all_docs,
         fit=fit,
-        embedded=embeddings if cache is None else embedded["embedded"],
+        embedded=embedded["embedded"],
         embedding_cache_hits=None if cache is None else embedded["hits"],
         cache_warnings=() if cache is None else cache.problems,
         stages={

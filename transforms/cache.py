@@ -328,7 +328,8 @@ class WriteCache(beam.PTransform):
     """Writes the new embeddings part and the snapshot, then commits the manifests.
 
     Inputs: ``new`` ``(text_hash, vector)``, ``graph`` ``(id, (ids, sims))``, ``docs`` (documents
-    with split and gold), ``votes`` ``(id, int8 [m])``, ``hits`` and ``embedded`` (counted).
+    with split and gold), ``votes`` ``(id, int8 [m])``, ``hits`` and ``embedded`` (counted), and
+    ``hashes`` ``(id, content hash)`` (the text's, or the vector's for a non-text corpus).
     """
 
     def __init__(self, cache: CachePlan, lf_names: Sequence[str], snapshot: Mapping[str, Any]):
@@ -352,7 +353,7 @@ class WriteCache(beam.PTransform):
         cache = self._cache
         names = self._lf_names
         snapshot_root = FileSystems.join(cache.cache_dir, cache.snapshot_dir)
-        hashes = inputs["docs"] | "DocHashes" >> beam.Map(lambda doc: (doc["id"], text_hash(doc["text"])))
+        hashes = inputs["hashes"]
         embeddings = (
             inputs["new"]
             | "EmbeddingRows" >> beam.MapTuple(lambda digest, v: {"text_hash": digest, "embedding": v.tolist()})

@@ -170,6 +170,7 @@ def _check_columns(files: list[str], source: CorpusSource) -> None:
 
 def _check_needed_columns(path: str, columns: list[str], source: CorpusSource) -> None:
     needed = check_template(source.text_template) if source.text_template else [source.text_field]
+    needed = needed if source.text_required else []
     needed += [source.label_field] if source.label_field else []
     missing = [name for name in needed if name not in columns]
     if missing:

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 
+from transforms.core.display import display_text
 from transforms.core.diagnostics import (
     NO_SOURCE,
     ConfidenceHistogram,
@@ -104,7 +105,7 @@ def matching_texts(
     doc_id = doc["id"]
     source = int(source_hash(doc_id)) if wanted["sources"] else 0
     if doc_id in wanted["ids"] or source in wanted["sources"]:
-        yield doc_id, str(doc["text"])[:EXAMPLE_TEXT_CHARS], source
+        yield doc_id, display_text(str(doc["text"]), doc.get("fields"), EXAMPLE_TEXT_CHARS), source
 
 
 def attach_texts(

@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import datetime
 import decimal
+import json
 import math
 import re
 import string
@@ -54,6 +55,9 @@ class CorpusSource:
         class_names: The class names, in class-id order.
         max_text_chars: Longer texts go to the dead letter (``text_too_long``).
         split: A tag copied into every document (``corpus``, ``dev``, ...).
+        text_required: ``False`` for non-text corpora (``--embedding_field``, ``--modality
+            image``): a row without the text field gets the text ``""`` and, without an id, the
+            content id of the whole row.
     """
 
     pattern: str
@@ -65,6 +69,7 @@ class CorpusSource:
     class_names: tuple[str, ...] = ()
     max_text_chars: int = 100_000
     split: str = "corpus"
+    text_required: bool = True
 
     def __post_init__(self) -> None:
         if not split_patterns(self.pattern):
@@ -201,7 +206,9 @@ def row_to_document(
     text, cause, problem = _row_text(row, source)
     if problem:
         return _row_dead_letter(stage, cause, f"{location}: {problem}", row, location, doc_id or "")
-    doc_id = doc_id or content_id(text)
+    if not doc_id:
+        content = text if source.text_required else json.dumps(json_safe(row), sort_keys=True)
+        doc_id = content_id(content)
     document: dict[str, Any] = {
         "id": doc_id,
         "text": text,
@@ -245,6 +252,8 @@ def _id_string(value: Any) -> tuple[str | None, str]:
 
 def _row_text(row: dict[str, Any], source: CorpusSource) -> tuple[str, str, str]:
     """Returns ``(text, cause, problem)``; ``problem`` is empty for a good text."""
+    if not source.text_required and source.text_template is None and not row.get(source.text_field):
+        return "", "", ""
     if source.text_template is not None:
         try:
             text: Any = render_text(row, source.text_template)
