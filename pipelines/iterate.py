@@ -55,7 +55,6 @@ from transforms.core.incremental import (
     GroupedVotes,
     ReverseGraph,
     append_lf,
-    blend_with_log,
     drop_lf,
     posterior_from_scores,
     reorder_lfs,
@@ -69,10 +68,12 @@ from transforms.core.labeler import (
     FittedLabeler,
     LabelBatch,
     LabelerConfig,
+    blend,
     choose_thresholds,
     fit_end_model,
     fit_label_model,
     label_batch,
+    log_probs,
     quantile_thresholds,
     select_fit_sample,
 )
@@ -559,9 +560,7 @@ class _FastState:
         self.grouped = grouped
         self.end_model = end_model
         self.end_probs = end_probs
-        self.log_end_probs = (
-            None if end_probs is None else np.log(np.maximum(end_probs.astype(np.float64), 1e-6))
-        )
+        self.log_end_probs = None if end_probs is None else log_probs(end_probs)
         self.class_counts = _class_counts(extended, stats.cardinality)
         self.covered = self.class_counts.any(axis=1)
         self.dirty: set[int] = set()
@@ -636,8 +635,8 @@ class _FastState:
         covered = self.covered.copy()
         probs = lm
         if self.end_probs is not None:
-            alpha = self.end_model.weight
-            probs = blend_with_log(lm, self.end_probs, self.log_end_probs, covered, alpha)
+            end = self.end_model
+            probs = blend(lm, self.end_probs, covered, end.weight, end.offsets, log_em=self.log_end_probs)
         return LabelBatch(
             extended_votes=self.extended,
             probs=probs,

@@ -10,7 +10,7 @@ import pytest
 from pipelines import cli, weak_label
 from pipelines.iterate import Session, changed_lfs, keyword_lf, lf_fingerprint, regex_lf
 from tests.conftest import LF_SOURCE
-from transforms.core.labeler import LabelerConfig, label_batch
+from transforms.core.labeler import DEFAULT_BLEND, LabelerConfig, label_batch
 from transforms.labeling_functions import load_lf_set
 
 EDITED_SOURCE = (
@@ -99,10 +99,15 @@ def test_open_without_a_snapshot_names_the_fix(tmp_path):
         Session.open(str(tmp_path))
 
 
-def _synthetic_session(config, n=600, num_lfs=8, seed=0):
-    """A small session over random texts (words ``w0..w39`` leaning to the row's class)."""
+def _synthetic_session(config, n=600, num_lfs=8, seed=0, positive_rate=None, biased_lfs=0, separation=2.0):
+    """A small session over random texts (words ``w0..w39`` leaning to the row's class).
+
+    ``positive_rate`` makes class 1 rarer, ``biased_lfs`` extra LFs vote class 0 on words of
+    class 1 and ``separation`` is how far the embeddings of the classes lie apart: together
+    they make the end model under-predict class 1, so that class offsets are chosen.
+    """
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
+    y = rng.integers(0, 2, n) if positive_rate is None else (rng.random(n) < positive_rate).astype(int)
     words = np.where(rng.random((n, 6)) < 0.7, 2 * rng.integers(0, 20, (n, 6)) + y[:, None],
                      rng.integers(0, 40, (n, 6)))  # fmt: skip
     texts = pa.array([" ".join(f"w{w}x" for w in row) for row in words])
@@ -114,7 +119,8 @@ def _synthetic_session(config, n=600, num_lfs=8, seed=0):
     dev = rng.random(n) < 0.3
     tune = dev & (rng.random(n) < 0.5)
     lfs = [keyword_lf(f"kw_{j}", [f"w{j}x"], j % 2) for j in range(num_lfs)]
-    embeddings = (rng.normal(size=(n, 16)) + 2 * y[:, None]).astype(np.float32)
+    lfs += [keyword_lf(f"bias_{j}", [f"w{2 * j + 21}x"], 0) for j in range(biased_lfs)]
+    embeddings = (rng.normal(size=(n, 16)) + separation * y[:, None]).astype(np.float32)
     return Session(
         ids=np.asarray([f"d{i:05d}" for i in range(n)]), texts=texts, fields_json=None,
         gold=np.where(tune, y, -1), eval_gold=np.where(dev, y, -1),
@@ -163,3 +169,27 @@ def test_fast_refit_labels_equal_label_batch_of_its_fitted_labeler_with_the_pinn
     np.testing.assert_array_equal(fast.labels.label, expected.label)
     with pytest.raises(ValueError, match="refit='slow' is unknown"):
         session.relabel(refit="slow")
+
+
+def test_fast_relabel_equals_the_full_refit_when_offsets_alpha_and_extension_are_chosen():
+    """The fast path scores through the labeler's one ``blend`` (class offsets included)."""
+    session = _synthetic_session(
+        LabelerConfig(), n=1500, seed=6, positive_rate=0.35, biased_lfs=3, separation=1.25
+    )
+    full = session.relabel(refit="full")
+    fitted = full.fitted
+    # The data force every gold-row choice away from its default (else this test proves less).
+    assert fitted.end_model.offsets is not None and np.any(fitted.end_model.offsets)
+    assert fitted.end_model.weight != DEFAULT_BLEND
+    assert np.isfinite(fitted.thresholds).all()
+    again = session.relabel()  # no edit: the same labels as the full refit
+    assert again.refit == "fast"
+    np.testing.assert_array_equal(again.labels.label, full.labels.label)
+    np.testing.assert_allclose(again.labels.probs, full.labels.probs, atol=1e-6, rtol=0)
+    _edit(session)
+    fast = session.relabel()
+    assert fast.refit == "fast" and fast.fitted.end_model is fitted.end_model
+    expected = label_batch(fast.fitted, session.votes, session.nn_sim, session.nn_vote, session.embeddings)
+    np.testing.assert_array_equal(fast.labels.label, expected.label)
+    np.testing.assert_allclose(fast.labels.probs, expected.probs, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fast.labels.label_model_probs, expected.label_model_probs, atol=1e-6, rtol=0)
