@@ -6,7 +6,7 @@ Usage::
 
 A synthetic corpus of ``n`` texts (8 words each from a 2000-word vocabulary ``w0000..w1999``
 whose words lean to one of 2 classes), ``--lfs`` keyword LFs
-(:func:`pipelines.iterate.keyword_lf`, one word each; zero-padded words, so that an LF matches
+(:func:`transforms.keyword_lf`, one word each; zero-padded words, so that an LF matches
 one word, not every word it is a prefix of), a kNN graph of 20 neighbours per row drawn inside
 the row's topic (similarities descending), 384-d embeddings (topic centre + noise) and 2000 dev
 rows (half tuning, half held out) are put in a :class:`pipelines.iterate.Session` directly (the
@@ -45,7 +45,8 @@ import pyarrow as pa
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.results_io import write_json  # noqa: E402
-from pipelines.iterate import Session, keyword_lf  # noqa: E402
+from pipelines.iterate import Session  # noqa: E402
+from transforms import keyword_lf  # noqa: E402
 from transforms.core.knn import l2_normalise  # noqa: E402
 from transforms.core.labeler import LabelerConfig  # noqa: E402
 
@@ -156,7 +157,7 @@ def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
     with open(data, "w") as handle:
         for i, (text, y) in enumerate(zip(corpus["texts"], corpus["y"])):
             handle.write(json.dumps({"id": f"d{i:08d}", "text": text, "label": int(y)}) + "\n")
-    header = "from pipelines.iterate import keyword_lf\n"
+    header = "from transforms import keyword_lf\n"
     lines = [f'kw_{j} = keyword_lf("kw_{j}", ["{word(j)}"], {j % 2})' for j in range(num_lfs)]
     edited = list(lines)
     edited[0] = f'kw_0 = keyword_lf("kw_0", ["{word(0)}", "{word(2)}"], 0)'

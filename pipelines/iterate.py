@@ -3,8 +3,8 @@
 A :class:`Session` loads a cache snapshot once (documents, neighbour graph, vote columns,
 embeddings; see :mod:`transforms.core.artifacts`), then for an added, edited or removed LF:
 
-1. applies **only that LF** (vectorised with pyarrow compute for :func:`keyword_lf` /
-   :func:`regex_lf`, else row by row);
+1. applies **only that LF** (vectorised with pyarrow compute for :func:`transforms.keyword_lf` /
+   :func:`transforms.regex_lf`, else row by row);
 2. re-extends it: its nearest voters from the cached graph (one column; the other LFs'
    nearest voters do not change);
 3. refits and labels every document, either
@@ -32,16 +32,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import re
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -79,82 +76,9 @@ from transforms.core.labeler import (
 )
 from transforms.core.metrics import accuracy, macro_f1
 from transforms.core.statistics import LabelStatistics
-from transforms.core.votes import ABSTAIN, VOTE_DTYPE, LabelingFunction, apply_lfs
+from transforms.core.lfs import ABSTAIN, VOTE_DTYPE, LabelingFunction, lf_fingerprint
+from transforms.core.votes import apply_lfs
 from transforms.labeling_functions import load_lf_set, load_lf_set_from_source
-
-VectorisedFn = Callable[[pa.Array], np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class VectorisedLF(LabelingFunction):
-    """An LF with a vectorised form over the text column (same votes as the row form).
-
-    Attributes:
-        vectorised: ``fn(texts: pyarrow string array) -> int8 [n]`` votes.
-    """
-
-    vectorised: VectorisedFn | None = None
-
-
-def keyword_lf(name: str, words: Sequence[str], label: int, *, lower: bool = True) -> VectorisedLF:
-    """An LF voting ``label`` when the text contains any of ``words`` (substring match).
-
-    >>> lf = keyword_lf("spammy", ["free", "win"], 1)
-    >>> lf({"text": "Win a prize"}), lf({"text": "hello"})
-    (1, -1)
-    >>> lf.vectorised(pa.array(["Win a prize", "hello"])).tolist()
-    [1, -1]
-    """
-    words = tuple(word.lower() if lower else word for word in words)
-
-    def row_form(x: Any) -> int:
-        text = x["text"].lower() if lower else x["text"]
-        return label if any(word in text for word in words) else ABSTAIN
-
-    def vectorised(texts: pa.Array) -> np.ndarray:
-        texts = pc.utf8_lower(texts) if lower else texts
-        hit = np.zeros(len(texts), bool)
-        for word in words:
-            hit |= pc.match_substring(texts, word).to_numpy(zero_copy_only=False)
-        return np.where(hit, label, ABSTAIN).astype(VOTE_DTYPE)
-
-    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
-
-
-def regex_lf(name: str, pattern: str, label: int, *, ignore_case: bool = True) -> VectorisedLF:
-    """An LF voting ``label`` when ``pattern`` matches the text (use the common subset of
-    Python ``re`` and RE2 syntax: the vectorised form runs RE2).
-
-    >>> lf = regex_lf("has_link", r"https?://", 1)
-    >>> lf({"text": "see http://x"}), lf.vectorised(pa.array(["see http://x", "no"])).tolist()
-    (1, [1, -1])
-    """
-    compiled = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-
-    def row_form(x: Any) -> int:
-        return label if compiled.search(x["text"]) else ABSTAIN
-
-    def vectorised(texts: pa.Array) -> np.ndarray:
-        hit = pc.match_substring_regex(texts, pattern, ignore_case=ignore_case)
-        return np.where(hit.to_numpy(zero_copy_only=False), label, ABSTAIN).astype(VOTE_DTYPE)
-
-    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
-
-
-def lf_fingerprint(lf: LabelingFunction) -> str:
-    """A hash of an LF's code, constants and resources: a changed LF gets a new fingerprint."""
-
-    def code_parts(code: Any) -> list[Any]:
-        parts: list[Any] = [code.co_code, code.co_names]
-        for const in code.co_consts:
-            parts.extend(code_parts(const) if hasattr(const, "co_code") else [repr(const)])
-        return parts
-
-    f = lf.f
-    closure = [repr(cell.cell_contents) for cell in (getattr(f, "__closure__", None) or ())]
-    text = repr((lf.name, code_parts(f.__code__), closure, repr(sorted(lf.resources.items()))))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
 
 @dataclasses.dataclass(frozen=True)
 class RelabelResult:

@@ -8,7 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli, weak_label
-from pipelines.iterate import Session, changed_lfs, keyword_lf, lf_fingerprint, regex_lf
+from pipelines.iterate import Session, changed_lfs
+from transforms import keyword_lf, regex_lf
+from transforms.core.lfs import lf_fingerprint
 from tests.conftest import LF_SOURCE
 from transforms.core.labeler import DEFAULT_BLEND, LabelerConfig, label_batch
 from transforms.labeling_functions import load_lf_set
@@ -25,7 +27,7 @@ def short(x):
         "",
     )
     + '''
-from pipelines.iterate import keyword_lf
+from transforms import keyword_lf
 
 has_free = keyword_lf("has_free", ["free", "win"], 1)
 '''

@@ -1,0 +1,200 @@
+"""Labeling functions: the LF object, its decorator, keyword / regex builders, fingerprints.
+
+The API for LF authors (re-exported by :mod:`transforms`)::
+
+    from transforms import ABSTAIN, keyword_lf, labeling_function, regex_lf
+
+    @labeling_function()
+    def has_link(x):
+        return 1 if "http" in x["text"] else ABSTAIN
+
+    mentions_free = keyword_lf("mentions_free", ["free", "win"], label=1)
+
+Conventions follow Snorkel: ``ABSTAIN = -1``, classes ``0..k-1``. :func:`keyword_lf` and
+:func:`regex_lf` also carry a vectorised form over a pyarrow text column (same votes), which
+the iterate session uses. :func:`lf_fingerprint` hashes everything an LF's votes depend on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ABSTAIN: int = -1
+VOTE_DTYPE = np.int8
+
+Row = Mapping[str, Any]
+VectorisedFn = Callable[[pa.Array], np.ndarray]
+
+__all__ = [
+    "ABSTAIN",
+    "VOTE_DTYPE",
+    "LabelingFunction",
+    "VectorisedLF",
+    "keyword_lf",
+    "labeling_function",
+    "lf_fingerprint",
+    "regex_lf",
+    "validate_lfs",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelingFunction:
+    """A named function that votes a class in ``0..k-1`` or abstains (``-1``) on a row.
+
+    Compatible with Snorkel's ``LabelingFunction``: ``resources`` are passed as keyword
+    arguments, ``pre`` preprocessors map the row before ``f`` sees it.
+
+    Attributes:
+        name: Unique name of the LF; it names the column of its votes in every artifact.
+        f: The function ``f(row, **resources) -> int``.
+        resources: Keyword arguments passed to ``f`` on every call.
+        pre: Preprocessors applied to the row, in order, before ``f``.
+    """
+
+    name: str
+    f: Callable[..., int]
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pre: Sequence[Callable[[Row], Row]] = ()
+
+    def __call__(self, row: Row) -> int:
+        for preprocess in self.pre:
+            row = preprocess(row)
+        return self.f(row, **self.resources)
+
+
+def labeling_function(
+    name: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    pre: Sequence[Callable[[Row], Row]] | None = None,
+) -> Callable[[Callable[..., int]], LabelingFunction]:
+    """Decorator that turns a function into a :class:`LabelingFunction`.
+
+    Args:
+        name: The LF's name; defaults to the function's ``__name__``.
+        resources: Keyword arguments passed to the function on every call.
+        pre: Preprocessors applied to the row before the function.
+
+    Returns:
+        A decorator producing a :class:`LabelingFunction`.
+    """
+
+    def decorate(f: Callable[..., int]) -> LabelingFunction:
+        return LabelingFunction(
+            name=name or f.__name__, f=f, resources=dict(resources or {}), pre=tuple(pre or ())
+        )
+
+    return decorate
+
+
+def validate_lfs(lfs: Sequence[LabelingFunction]) -> tuple[LabelingFunction, ...]:
+    """Checks an LF set before any data is read.
+
+    Args:
+        lfs: The labeling functions, in column order.
+
+    Returns:
+        The LFs as a tuple.
+
+    Raises:
+        ValueError: if the set is empty, holds a non-LF, or repeats a name.
+
+    >>> validate_lfs([])
+    Traceback (most recent call last):
+    ...
+    ValueError: the LF set is empty: define at least one @labeling_function
+    """
+    lfs = tuple(lfs)
+    if not lfs:
+        raise ValueError("the LF set is empty: define at least one @labeling_function")
+    for lf in lfs:
+        if not isinstance(lf, LabelingFunction):
+            raise ValueError(
+                f"{lf!r} is not a LabelingFunction: wrap it with @labeling_function()"
+            )
+    seen: set[str] = set()
+    duplicates = sorted({lf.name for lf in lfs if lf.name in seen or seen.add(lf.name)})
+    if duplicates:
+        raise ValueError(
+            f"duplicate LF names {duplicates}: every LF needs a unique name "
+            "(pass name= to @labeling_function)"
+        )
+    return lfs
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorisedLF(LabelingFunction):
+    """An LF with a vectorised form over the text column (same votes as the row form).
+
+    Attributes:
+        vectorised: ``fn(texts: pyarrow string array) -> int8 [n]`` votes.
+    """
+
+    vectorised: VectorisedFn | None = None
+
+
+def keyword_lf(name: str, words: Sequence[str], label: int, *, lower: bool = True) -> VectorisedLF:
+    """An LF voting ``label`` when the text contains any of ``words`` (substring match).
+
+    >>> lf = keyword_lf("spammy", ["free", "win"], 1)
+    >>> lf({"text": "Win a prize"}), lf({"text": "hello"})
+    (1, -1)
+    >>> lf.vectorised(pa.array(["Win a prize", "hello"])).tolist()
+    [1, -1]
+    """
+    words = tuple(word.lower() if lower else word for word in words)
+
+    def row_form(x: Any) -> int:
+        text = x["text"].lower() if lower else x["text"]
+        return label if any(word in text for word in words) else ABSTAIN
+
+    def vectorised(texts: pa.Array) -> np.ndarray:
+        texts = pc.utf8_lower(texts) if lower else texts
+        hit = np.zeros(len(texts), bool)
+        for word in words:
+            hit |= pc.match_substring(texts, word).to_numpy(zero_copy_only=False)
+        return np.where(hit, label, ABSTAIN).astype(VOTE_DTYPE)
+
+    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
+
+
+def regex_lf(name: str, pattern: str, label: int, *, ignore_case: bool = True) -> VectorisedLF:
+    """An LF voting ``label`` when ``pattern`` matches the text (use the common subset of
+    Python ``re`` and RE2 syntax: the vectorised form runs RE2).
+
+    >>> lf = regex_lf("has_link", r"https?://", 1)
+    >>> lf({"text": "see http://x"}), lf.vectorised(pa.array(["see http://x", "no"])).tolist()
+    (1, [1, -1])
+    """
+    compiled = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+
+    def row_form(x: Any) -> int:
+        return label if compiled.search(x["text"]) else ABSTAIN
+
+    def vectorised(texts: pa.Array) -> np.ndarray:
+        hit = pc.match_substring_regex(texts, pattern, ignore_case=ignore_case)
+        return np.where(hit.to_numpy(zero_copy_only=False), label, ABSTAIN).astype(VOTE_DTYPE)
+
+    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
+
+
+def lf_fingerprint(lf: LabelingFunction) -> str:
+    """A hash of an LF's code, constants and resources: a changed LF gets a new fingerprint."""
+
+    def code_parts(code: Any) -> list[Any]:
+        parts: list[Any] = [code.co_code, code.co_names]
+        for const in code.co_consts:
+            parts.extend(code_parts(const) if hasattr(const, "co_code") else [repr(const)])
+        return parts
+
+    f = lf.f
+    closure = [repr(cell.cell_contents) for cell in (getattr(f, "__closure__", None) or ())]
+    text = repr((lf.name, code_parts(f.__code__), closure, repr(sorted(lf.resources.items()))))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
