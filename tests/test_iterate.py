@@ -195,3 +195,40 @@ def test_fast_relabel_equals_the_full_refit_when_offsets_alpha_and_extension_are
     np.testing.assert_array_equal(fast.labels.label, expected.label)
     np.testing.assert_allclose(fast.labels.probs, expected.probs, atol=1e-6, rtol=0)
     np.testing.assert_allclose(fast.labels.label_model_probs, expected.label_model_probs, atol=1e-6, rtol=0)
+
+
+WORD_LF_SOURCE = '''
+from transforms import ABSTAIN, labeling_function
+
+WORDS = ["w1x"]
+
+
+def tokens(x):
+    return {"text": x["text"], "tokens": x["text"].split()}
+
+
+@labeling_function(pre=[tokens])
+def has_word(x):
+    return 1 if any(word in x["tokens"] for word in WORDS) else ABSTAIN
+'''
+
+
+def test_editing_a_module_level_list_or_a_preprocessor_changes_the_fingerprint_and_the_votes(tmp_path):
+    session = _synthetic_session(LabelerConfig(end_model=False))
+    path = tmp_path / "lfs.py"
+    path.write_text(WORD_LF_SOURCE)
+    (first,) = load_lf_set(str(path)).lfs
+    session.set_lf(first)
+    before = session.votes[:, -1].copy()
+    assert changed_lfs(session, [*session.lfs]) == ([], [])
+    path.write_text(WORD_LF_SOURCE.replace('WORDS = ["w1x"]', 'WORDS = ["w1x", "w3x"]'))
+    (more_words,) = load_lf_set(str(path)).lfs
+    changed, removed = changed_lfs(session, [*session.lfs[:-1], more_words])
+    assert [lf.name for lf in changed] == ["has_word"] and removed == []
+    session.set_lf(more_words)
+    assert (session.votes[:, -1] != before).any()  # the new word's votes are in use
+    path.write_text(WORD_LF_SOURCE.replace('x["text"].split()', 'x["text"].split()[:1]'))
+    (first_token,) = load_lf_set(str(path)).lfs
+    assert lf_fingerprint(first_token) not in {lf_fingerprint(first), lf_fingerprint(more_words)}
+    path.write_text(WORD_LF_SOURCE)
+    assert lf_fingerprint(load_lf_set(str(path)).lfs[0]) == lf_fingerprint(first)

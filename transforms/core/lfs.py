@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from types import ModuleType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -186,15 +187,85 @@ def regex_lf(name: str, pattern: str, label: int, *, ignore_case: bool = True) -
 
 
 def lf_fingerprint(lf: LabelingFunction) -> str:
-    """A hash of an LF's code, constants and resources: a changed LF gets a new fingerprint."""
+    """A hash of everything an LF's votes depend on: a changed LF gets a new fingerprint.
 
-    def code_parts(code: Any) -> list[Any]:
-        parts: list[Any] = [code.co_code, code.co_names]
-        for const in code.co_consts:
-            parts.extend(code_parts(const) if hasattr(const, "co_code") else [repr(const)])
-        return parts
+    Covers the name, the code of ``f`` (nested code included), its closure, defaults and the
+    **values of the module globals it reads** (a helper function by its own code and globals, a
+    module by its name), the resources and the ``pre`` preprocessors (the same way), and the
+    vectorised form. Equal across processes for values whose ``repr`` is (sets and dicts are
+    sorted); an object whose ``repr`` holds its address fingerprints differently in every
+    process, so its LF is re-applied rather than silently reused.
 
-    f = lf.f
-    closure = [repr(cell.cell_contents) for cell in (getattr(f, "__closure__", None) or ())]
-    text = repr((lf.name, code_parts(f.__code__), closure, repr(sorted(lf.resources.items()))))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    >>> WORDS = ["free"]
+    >>> def has_word(x):
+    ...     return 1 if any(word in x["text"] for word in WORDS) else ABSTAIN
+    >>> before = lf_fingerprint(LabelingFunction("has_word", has_word))
+    >>> WORDS.append("win")
+    >>> lf_fingerprint(LabelingFunction("has_word", has_word)) == before
+    False
+    """
+    parts = (
+        lf.name,
+        _stable_repr(lf.f, set()),
+        _stable_repr(dict(lf.resources), set()),
+        [_stable_repr(preprocess, set()) for preprocess in lf.pre],
+        _stable_repr(getattr(lf, "vectorised", None), set()),
+    )
+    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _code_parts(code: Any) -> list[Any]:
+    """The bytecode, names and constants of a code object and of the code nested in it."""
+    parts: list[Any] = [code.co_code, code.co_names]
+    for const in code.co_consts:
+        parts.extend(_code_parts(const) if hasattr(const, "co_code") else [repr(const)])
+    return parts
+
+
+def _global_names(code: Any) -> set[str]:
+    """Every name a code object (or code nested in it) may read as a global."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            names |= _global_names(const)
+    return names
+
+
+def _function_repr(f: Any, seen: set[int]) -> str:
+    """A function by its code, closure, defaults and the values of the globals it reads."""
+    code = f.__code__
+    module_globals = getattr(f, "__globals__", {})
+    read = sorted(name for name in _global_names(code) if name in module_globals)
+    closure = [_stable_repr(cell.cell_contents, seen) for cell in (f.__closure__ or ())]
+    return repr((
+        _code_parts(code), closure, _stable_repr(f.__defaults__, seen),
+        _stable_repr(f.__kwdefaults__, seen),
+        [(name, _stable_repr(module_globals[name], seen)) for name in read],
+    ))  # fmt: skip
+
+
+def _stable_repr(value: Any, seen: set[int]) -> str:
+    """``repr`` made deterministic for containers and deep for functions (``seen``: cycles)."""
+    if isinstance(value, (str, bytes, int, float, bool, type(None))):
+        return repr(value)
+    if id(value) in seen:
+        return "<cycle>"
+    seen = seen | {id(value)}
+    if isinstance(value, LabelingFunction):
+        return "lf:" + lf_fingerprint(value)
+    if isinstance(value, ModuleType):
+        return f"module:{value.__name__}"
+    if isinstance(value, type):
+        return f"class:{value.__module__}.{value.__qualname__}"
+    if hasattr(value, "__code__"):
+        return _function_repr(value, seen)
+    if isinstance(value, Mapping):
+        items = (f"{_stable_repr(k, seen)}: {_stable_repr(v, seen)}" for k, v in value.items())
+        return "{" + ", ".join(sorted(items)) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_stable_repr(v, seen) for v in value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__}(" + ", ".join(_stable_repr(v, seen) for v in value) + ")"
+    if isinstance(value, re.Pattern):
+        return f"re({value.pattern!r}, {value.flags})"
+    return repr(value)
