@@ -175,7 +175,7 @@ def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
     start = time.perf_counter()
     weak_label.run(argv + ["--labeling_functions", lf_files[1], "--output", os.path.join(workdir, "o2")])
     full_seconds = time.perf_counter() - start
-    session = Session.open(cache)
+    session = Session.open(cache, lf_files[0])
     session.relabel(refit="full")
     start = time.perf_counter()
     session.set_lf(keyword_lf("kw_0", [word(0), word(2)], 0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +11,7 @@ import pytest
 
 from pipelines import cli, weak_label
 from pipelines.iterate import Session, changed_lfs
-from transforms import keyword_lf, regex_lf
+from transforms import ABSTAIN, keyword_lf, labeling_function, regex_lf
 from transforms.core.lfs import lf_fingerprint
 from tests.conftest import LF_SOURCE
 from transforms.core.labeler import DEFAULT_BLEND, LabelerConfig, label_batch
@@ -62,16 +64,14 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
     weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "full"), str(edited)))
     full = {row["id"]: row for row in pq.read_table(f"{tmp_path}/full/labels").to_pylist()}
 
-    session = Session.open(cache)
+    session = Session.open(cache, corpus_files["lfs"])
     assert session.lf_names == load_lf_set(corpus_files["lfs"]).names
+    assert session.applied_on_open == []  # every cached column is reused: same fingerprints
     new_lfs = load_lf_set(str(edited)).lfs
     changed, removed = changed_lfs(session, new_lfs)
     assert [lf.name for lf in changed] == ["has_love", "has_free"] and removed == ["short"]
-    for name in removed:
-        session.remove_lf(name)
-    for lf in changed:
-        session.set_lf(lf)
-    session.reorder([lf.name for lf in new_lfs])
+    assert session.sync(new_lfs) == (["has_love", "has_free"], ["short"])
+    assert session.lf_names == [lf.name for lf in new_lfs]
     result = session.relabel(refit="full")
 
     assert result.ids.tolist() == sorted(full)
@@ -91,14 +91,67 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
                      "--labels_out", str(labels_out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "applied has_free" in printed and "holdout: accuracy" in printed
+    assert "applied has_free" in printed and "holdout: accuracy" in printed and "applied has_song" not in printed
     cli_labels = pq.read_table(labels_out).to_pylist()
     assert [row["label"] for row in cli_labels] == [full[row["id"]]["label"] for row in cli_labels]
 
 
 def test_open_without_a_snapshot_names_the_fix(tmp_path):
     with pytest.raises(ValueError, match="run the pipeline with --cache_dir first"):
-        Session.open(str(tmp_path))
+        Session.open(str(tmp_path), "unused_lfs.py")
+
+
+def test_open_never_runs_code_from_the_cache_and_checks_its_schema_version(corpus_files, tiny_model, tmp_path):
+    cache = tmp_path / "cache"
+    weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "out"), corpus_files["lfs"], "--cache_dir", str(cache)))
+    manifest_path = cache / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    marker = tmp_path / "pwned"
+    manifest["snapshot"]["lf_source"] = (
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transforms import labeling_function\n"
+        "@labeling_function()\ndef evil(x):\n    return 1\n"
+    )
+    manifest["snapshot"]["lf_fingerprints"]["has_link"] = "not-the-fingerprint"
+    manifest_path.write_text(json.dumps(manifest))
+    session = Session.open(str(cache), corpus_files["lfs"])
+    assert not marker.exists()  # the cache's LF source is data, never executed
+    assert session.lf_names == load_lf_set(corpus_files["lfs"]).names  # the named file's LFs
+    assert session.applied_on_open == ["has_link"]  # its recorded fingerprint differs: re-applied
+    assert "pwned" in session.cached_lf_source  # kept for display only
+    assert session.relabel(refit="full").lf_table[1]["name"] == "has_link"
+
+    manifest_path.write_text(json.dumps({**manifest, "schema_version": 0}))
+    with pytest.raises(ValueError, match="schema_version 0 .*reads schema_version 1"):
+        Session.open(str(cache), corpus_files["lfs"])
+    manifest_path.write_text(json.dumps(manifest))
+    (embeddings_manifest,) = cache.glob("embeddings/*/manifest.json")
+    embeddings_manifest.write_text(json.dumps({**json.loads(embeddings_manifest.read_text()), "schema_version": 0}))
+    with pytest.raises(ValueError, match="embeddings manifest .*schema_version 0"):
+        Session.open(str(cache), corpus_files["lfs"])
+
+
+def test_lf_failures_are_counted_sampled_and_shown():
+    session = _synthetic_session(LabelerConfig(end_model=False))
+
+    @labeling_function()
+    def fragile(x):
+        if x["text"].startswith("w1"):
+            raise KeyError("boom")
+        return 2 if x["text"].startswith("w2") else ABSTAIN  # 2: invalid for 2 classes
+
+    session.set_lf(fragile)
+    rows = session.texts.to_pylist()
+    expected = sum(text.startswith(("w1", "w2")) for text in rows)
+    assert expected > 0 and session.lf_failures["fragile"] == expected
+    samples = session.lf_failure_samples["fragile"]
+    assert len(samples) == min(expected, 20) and samples[0]["id"] < samples[-1]["id"]
+    assert {sample["cause"] for sample in samples} <= {"exception", "invalid_value"}
+    result = session.relabel(refit="full")
+    assert result.lf_table[-1]["failures"] == expected
+    assert f"LF failures (abstained there): fragile {expected}" in result.format()
+    session.remove_lf("fragile")
+    assert "fragile" not in session.lf_failures
 
 
 def _synthetic_session(config, n=600, num_lfs=8, seed=0, positive_rate=None, biased_lfs=0, separation=2.0):

@@ -622,10 +622,25 @@ def fit_labeler(
     for start in range(0, votes.shape[0], 65536):
         stop = start + 65536
         stats.add(extend_votes(votes[start:stop], nn_sim[start:stop], nn_vote[start:stop], thresholds))
+    return fit_models(names, config, sample, thresholds, stats)
+
+
+def fit_models(
+    lf_names: Sequence[str],
+    config: LabelerConfig,
+    sample: FitSample,
+    thresholds: np.ndarray,
+    stats: LabelStatistics,
+) -> FittedLabeler:
+    """Steps 4 and 5 of the fit: the label model, then the end model, as a :class:`FittedLabeler`.
+
+    The one place they are fitted: :func:`fit_labeler`, the Beam fit stage and the iterate
+    session's full refit all call it with their own sample, thresholds and statistics.
+    """
     label_model = fit_label_model(stats, sample, thresholds, config)
     end_model = fit_end_model(sample, thresholds, label_model, config)
     return FittedLabeler(
-        lf_names=names,
+        lf_names=tuple(lf_names),
         cardinality=config.cardinality,
         thresholds=thresholds,
         label_model=label_model,
