@@ -17,10 +17,13 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4",
     "matplotlib>=3.8,<4",
     "setuptools<81",
+    # The LF studio (epoxy-beam studio): a local Flask app.
+    "flask>=3.1,<3.2",
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8"],
+    # selenium drives Debian's chromium + chromium-driver in tests/test_studio.py.
+    "test": ["pytest>=8", "selenium>=4.30,<5"],
     "dataflow": ["apache-beam[gcp]==2.77.*"],
     # The PyTorch reference for tests/test_reference_equivalence.py and the embedder benchmarks.
     # torch must be the CPU wheel (PyTorch's CPU index), or pip pulls a multi-GB CUDA build.
@@ -43,6 +46,7 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
     include_package_data=True,
+    package_data={"pipelines": ["studio_static/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["epoxy-beam=pipelines.cli:main"]},

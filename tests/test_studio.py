@@ -1,0 +1,112 @@
+"""The LF studio: its views, its security checks, and the page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import weak_label
+from pipelines.studio import Studio, create_app, quick_lf_line, serve, with_quick_lf
+from tests.test_iterate import _argv, _synthetic_session
+from transforms.core.labeler import LabelerConfig
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SYNTHETIC_LFS = "from transforms import keyword_lf\n\n" + "".join(
+    f'kw_{j} = keyword_lf("kw_{j}", ["w{j}x"], {j % 2})\n' for j in range(8)
+)
+TOKEN = "test-token"
+
+
+@pytest.fixture()
+def studio(tmp_path):
+    path = tmp_path / "lfs.py"
+    path.write_text(SYNTHETIC_LFS)
+    return Studio(_synthetic_session(LabelerConfig()), str(path), str(tmp_path / "export"))
+
+
+@pytest.fixture()
+def client(studio):
+    return create_app(studio, TOKEN).test_client()
+
+
+def _get(client, path, **headers):
+    return client.get(path, headers={"X-Studio-Token": TOKEN, **headers})
+
+
+def test_quick_lf_lines_are_literals_and_bad_fields_are_named():
+    assert quick_lf_line({"kind": "keyword", "name": "has_free", "words": "free, win", "label": "1"}) == (
+        "has_free = keyword_lf('has_free', ['free', 'win'], 1)\n"
+    )
+    assert quick_lf_line({"kind": "regex", "name": "r", "pattern": "it's (free|win)\nimport os", "label": 0}) == (
+        "r = regex_lf('r', \"it's (free|win)\\nimport os\", 0)\n"
+    )
+    for form, message in (
+        ({"kind": "keyword", "name": "x = 1; y", "words": "a", "label": 1}, "not a Python identifier"),
+        ({"kind": "keyword", "name": "x", "words": " , ", "label": 1}, "at least one keyword"),
+        ({"kind": "keyword", "name": "x", "words": "a", "label": "one"}, "not a class number"),
+        ({"kind": "sql", "name": "x", "label": 1}, "kind 'sql' is unknown"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            quick_lf_line(form)
+    assert with_quick_lf("X = 1\n", "y\n") == "from transforms import keyword_lf, regex_lf\nX = 1\ny\n"
+
+
+def test_requests_need_the_token_a_local_host_and_the_same_origin(client):
+    assert client.get("/api/state").status_code == 403
+    assert client.get("/?token=wrong").status_code == 403
+    assert client.get(f"/?token={TOKEN}").status_code == 200
+    assert _get(client, "/api/state", Origin="http://evil.example").status_code == 403
+    assert _get(client, "/api/state", **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert _get(client, "/api/state", Host="evil.example:8765").status_code == 403
+    assert _get(client, "/api/state", Origin="http://localhost").status_code == 200
+    page = client.get(f"/?token={TOKEN}")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert client.get("/static/studio.js").status_code == 200
+
+
+def test_a_quick_keyword_lf_changes_the_table_and_metrics_and_shows_gained_examples(client, studio):
+    before = _get(client, "/api/state").get_json()
+    assert [row["name"] for row in before["lf_table"]] == [f"kw_{j}" for j in range(8)]
+    assert before["applied"] == []  # the file's LFs are the session's: nothing re-applied
+    response = client.post("/api/quick_lf", headers={"X-Studio-Token": TOKEN},
+                           json={"kind": "keyword", "name": "kw_extra", "words": "w9x, w11x", "label": "1"})
+    state = response.get_json()
+    assert response.status_code == 200 and state["applied"] == ["kw_extra"]
+    assert state["lf_table"][-1]["name"] == "kw_extra" and state["refit"] == "fast"
+    assert "kw_extra = keyword_lf('kw_extra', ['w9x', 'w11x'], 1)" in Path(studio.lf_path).read_text()
+    assert state["metrics"]["tune"]["delta_accuracy"] is not None and state["changed_count"] >= 0
+    details = _get(client, "/api/lf/kw_extra").get_json()
+    assert details["gained_count"] > 0
+    gained = details["gained"][0]
+    assert gained["source_id"] != gained["id"] and 0 < gained["similarity"] <= 1
+    row = int(np.searchsorted(studio.session.ids, gained["source_id"]))
+    assert studio.session.votes[row, -1] == 1  # the source neighbour voted
+    assert _get(client, "/api/lf/nope").status_code == 404
+    hits = _get(client, "/api/search?q=W9X").get_json()
+    assert hits["count"] > 0 and all("w9x" in hit["text"] for hit in hits["hits"])
+    written = client.post("/api/export", headers={"X-Studio-Token": TOKEN}, json={}).get_json()["written"]
+    assert pq.read_table(written["labels"]).num_rows == len(studio.session.ids)
+    assert "kw_extra" in Path(written["labeling_functions"]).read_text()
+    assert "kw_extra" in Path(written["report"]).read_text()
+
+
+def test_edits_in_another_editor_and_broken_files_are_picked_up(client, studio):
+    version = _get(client, "/api/state").get_json()["version"]
+    assert _get(client, f"/api/state?since={version}").get_json() == {"version": version, "unchanged": True}
+    path = Path(studio.lf_path)
+    path.write_text(SYNTHETIC_LFS.replace('["w3x"]', '["w3x", "w5x"]'))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    state = _get(client, f"/api/state?since={version}").get_json()
+    assert state["applied"] == ["kw_3"] and state["version"] == version + 1
+    path.write_text("def broken(:\n")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    state = _get(client, "/api/state").get_json()
+    assert "failed to import" in state["error"] and len(state["lf_table"]) == 8  # last good state kept
