@@ -110,3 +110,64 @@ def test_edits_in_another_editor_and_broken_files_are_picked_up(client, studio):
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
     state = _get(client, "/api/state").get_json()
     assert "failed to import" in state["error"] and len(state["lf_table"]) == 8  # last good state kept
+
+
+def _chrome(profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000", f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)",
+)
+def test_studio_in_headless_chromium(corpus_files, tiny_model, tmp_path):
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from pipelines.iterate import Session
+
+    cache = str(tmp_path / "cache")
+    weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "out"), corpus_files["lfs"], "--cache_dir", cache))
+    session = Session.open(cache, corpus_files["lfs"])
+    server = serve(Studio(session, corpus_files["lfs"], str(tmp_path / "export")))
+    driver = _chrome(tmp_path / "profile")
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        wait = WebDriverWait(driver, 30)
+        driver.get(server.url)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lf_table tr.lf")) == 6)
+        metrics_before = driver.find_element(By.ID, "metrics").text
+        driver.save_screenshot(str(ARTIFACTS / "studio_loaded.png"))
+
+        form = driver.find_element(By.ID, "keyword_form")
+        form.find_element(By.NAME, "name").send_keys("has_free")
+        form.find_element(By.NAME, "words").send_keys("free, win, plz")
+        Select(form.find_element(By.NAME, "label")).select_by_visible_text("SPAM")
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#lf_table tr.applied[data-lf='has_free']"))
+        assert "applied has_free" in driver.find_element(By.ID, "status").text
+        assert "keyword_lf('has_free'" in driver.find_element(By.ID, "source").get_property("value")
+        assert driver.find_element(By.ID, "metrics").text != metrics_before
+        driver.save_screenshot(str(ARTIFACTS / "studio_after_edit.png"))
+
+        driver.find_element(By.CSS_SELECTOR, "#lf_table tr[data-lf='has_free']").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gained .doc .source"))
+        source = driver.find_element(By.CSS_SELECTOR, "#gained .doc .source").text
+        assert source.startswith("from neighbour doc") and "similarity" in source
+        driver.save_screenshot(str(ARTIFACTS / "studio_gained.png"))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+        server.stop()

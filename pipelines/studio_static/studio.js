@@ -31,6 +31,7 @@ async function api(path, body) {
 
 function fmt(value, digits = 3) {
   if (value === null || value === undefined) return "–";
+  if (Number.isInteger(value) && digits === 3 && !String(value).includes(".")) return String(value);
   if (typeof value === "number") return value.toFixed(digits);
   return String(value);
 }
