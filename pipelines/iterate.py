@@ -172,6 +172,7 @@ class Session:
         self.config = config
         self.class_names = tuple(class_names)
         self.lfs = list(lfs)
+        self._fingerprints = {lf.name: lf_fingerprint(lf) for lf in self.lfs}
         # Column-major: an edit rewrites one contiguous column.
         self.votes = np.asfortranarray(votes, VOTE_DTYPE)
         self.nn_sim = np.empty(votes.shape, np.float32, order="F")
@@ -194,6 +195,10 @@ class Session:
     def lf_names(self) -> list[str]:
         """The current LF names, in column order."""
         return [lf.name for lf in self.lfs]
+
+    def fingerprint(self, name: str) -> str | None:
+        """The fingerprint of the session's LF ``name`` (``None`` if there is none)."""
+        return self._fingerprints.get(name)
 
     @classmethod
     def open(cls, cache_dir: str, labeling_functions: str) -> "Session":
@@ -272,6 +277,7 @@ class Session:
         self.last_apply_seconds = time.perf_counter() - start
         nn_sim, nn_vote = self.graph.nearest_voters(column)
         names = self.lf_names
+        self._fingerprints[lf.name] = lf_fingerprint(lf)
         if lf.name in names:
             j = names.index(lf.name)
             self.lfs[j] = lf
@@ -302,6 +308,7 @@ class Session:
             raise ValueError(f"no LF named {name!r}: the session's LFs are {self.lf_names}")
         j = self.lf_names.index(name)
         del self.lfs[j]
+        del self._fingerprints[name]
         self.lf_failures.pop(name, None)
         self.lf_failure_samples.pop(name, None)
         if self.lfs:
@@ -435,10 +442,9 @@ def _statistics(votes: np.ndarray, cardinality: int) -> LabelStatistics:
 
 def changed_lfs(session: Session, lfs: Sequence[LabelingFunction]) -> tuple[list[LabelingFunction], list[str]]:
     """The LFs of ``lfs`` that are new or differ from the session's, and the names to remove."""
-    current = {lf.name: lf_fingerprint(lf) for lf in session.lfs}
     wanted = {lf.name for lf in lfs}
-    changed = [lf for lf in lfs if current.get(lf.name) != lf_fingerprint(lf)]
-    return changed, [name for name in current if name not in wanted]
+    changed = [lf for lf in lfs if session.fingerprint(lf.name) != lf_fingerprint(lf)]
+    return changed, [name for name in session.lf_names if name not in wanted]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -41,12 +42,14 @@ from transforms.labeling_functions import load_lf_set
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "studio_static")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _IMPORT = "from transforms import keyword_lf, regex_lf\n"
+_LFS = re.compile(r"^LFS\s*=", re.MULTILINE)
 
 
 class Studio:
     """The session, the LF file it follows and the last two results (for deltas)."""
 
-    def __init__(self, session: Session, lf_path: str, export_dir: str):
+    def __init__(self, session: Session, lf_path: str, export_dir: str, result: RelabelResult | None = None):
+        """Follows ``lf_path`` with ``session`` (``result``: its last full relabel, else one is run)."""
         self.session = session
         self.lf_path = lf_path
         self.export_dir = export_dir
@@ -56,7 +59,7 @@ class Studio:
         self.applied: list[str] = []
         self.removed: list[str] = []
         self.previous: RelabelResult | None = None
-        self.result = session.relabel(refit="full")
+        self.result = result if result is not None else session.relabel(refit="full")
         self._mtime = os.stat(lf_path).st_mtime_ns
 
     def read_source(self) -> str:
@@ -133,10 +136,22 @@ def quick_lf_line(form: dict[str, Any]) -> str:
 
 
 def with_quick_lf(source: str, line: str) -> str:
-    """``source`` plus ``line`` (and the builders' import when the file lacks it)."""
+    r"""``source`` plus ``line`` (after the builders' import when the file lacks it); when the
+    file fixes its LFs in an ``LFS`` sequence, the new LF is appended to it.
+
+    >>> print(with_quick_lf("LFS = (a, b)\n", "c = keyword_lf('c', ['x'], 1)\n"), end="")
+    LFS = (a, b)
+    from transforms import keyword_lf, regex_lf
+    c = keyword_lf('c', ['x'], 1)
+    LFS = [*LFS, c]
+    """
+    source = source.rstrip("\n") + "\n"
     if _IMPORT.strip() not in source:
-        source = _IMPORT + source
-    return source.rstrip("\n") + "\n" + line
+        source += _IMPORT
+    source += line
+    if _LFS.search(source):
+        source += f"LFS = [*LFS, {line.split(' = ', 1)[0]}]\n"
+    return source
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -247,6 +262,7 @@ class Server:
 def serve(studio: Studio, host: str = "127.0.0.1", port: int = 0) -> Server:
     """Starts the studio in a background thread (``port=0``: a free port)."""
     token = secrets.token_urlsafe(24)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per poll
     hosts = LOCAL_HOSTS if host in ("127.0.0.1", "localhost", "::1") else (*LOCAL_HOSTS, host)
     server = make_server(host, port, create_app(studio, token, hosts), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="epoxy-beam-studio", daemon=True)

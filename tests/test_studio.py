@@ -56,7 +56,7 @@ def test_quick_lf_lines_are_literals_and_bad_fields_are_named():
     ):
         with pytest.raises(ValueError, match=message):
             quick_lf_line(form)
-    assert with_quick_lf("X = 1\n", "y\n") == "from transforms import keyword_lf, regex_lf\nX = 1\ny\n"
+    assert with_quick_lf("X = 1\n", "y = 2\n") == "X = 1\nfrom transforms import keyword_lf, regex_lf\ny = 2\n"
 
 
 def test_requests_need_the_token_a_local_host_and_the_same_origin(client):

@@ -31,7 +31,6 @@ async function api(path, body) {
 
 function fmt(value, digits = 3) {
   if (value === null || value === undefined) return "–";
-  if (Number.isInteger(value) && digits === 3 && !String(value).includes(".")) return String(value);
   if (typeof value === "number") return value.toFixed(digits);
   return String(value);
 }
@@ -123,7 +122,7 @@ function renderLfTable(state) {
     ["Extended Coverage", "ext. coverage"], ["Overlaps", "overlaps"], ["Conflicts", "conflicts"],
     ["Emp. Acc.", "dev acc."], ["Est. Acc.", "est. acc."], ["failures", "failures"]];
   const table = fillTable($("lf_table"), columns.map((c) => c[1]),
-    state.lf_table.map((row) => columns.map(([key]) => fmt(row[key]))));
+    state.lf_table.map((row) => columns.map(([key]) => (key === "failures" ? String(row[key]) : fmt(row[key])))));
   Array.from(table.rows).slice(1).forEach((tr, i) => {
     const name = state.lf_table[i].name;
     tr.className = "lf" + (state.applied.includes(name) ? " applied" : "");
