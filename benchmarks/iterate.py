@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/iterate.py --n 1000000 --lfs 100 [--json OUT] [--full_run_n 2000]
+    python benchmarks/iterate.py --n 1000000 --lfs 100 [--json OUT] [--full_run_n 2000] [--studio_repeats 3]
 
 A synthetic corpus of ``n`` texts (8 words each from a 2000-word vocabulary ``w0000..w1999``
 whose words lean to one of 2 classes), ``--lfs`` keyword LFs
@@ -22,6 +22,13 @@ of the rows), so the edited LF's extended column changes on most rows.
   dev metrics (nearest voters from the cached graph, threshold, extension, statistics update,
   label model refit, scores, end-model blend), median; ``relabel_seconds_first`` /
   ``relabel_seconds_max`` the first and the slowest edit.
+
+* ``max_prob_diff_fast_vs_full`` / ``labels_differing_fast_vs_full``: the fast path against the
+  full one with the same pinned choices: a fast relabel without an edit against the full
+  refit, and after the edits against ``label_batch`` of the fitted labeler it returns;
+* ``studio_round_trip_seconds`` (``--studio_repeats``, median; ``_max``): one edit in the LF
+  studio over HTTP: POST the edited LF file, the server re-applies the changed LF and
+  relabels (fast) and answers the page's JSON (the browser's render is not included).
 
 ``full_run_seconds``: the same edit done by a full ``weak_label`` pipeline run (FnApiRunner, the
 tiny test model) reading embeddings and graph from ``--cache_dir``, at ``--full_run_n`` rows

@@ -162,33 +162,37 @@ def _hostname(host: str) -> str:
     return host.split("]")[0] + "]" if host.startswith("[") else host.split(":")[0]
 
 
+def check_request(token: str, hosts: Sequence[str]) -> None:
+    """Aborts with 403 unless the request is for one of ``hosts`` (no DNS rebinding), from no
+    other origin, and carries ``token`` (static assets excepted: they hold no data)."""
+    if _hostname(request.host) not in hosts:
+        abort(403, f"host {request.host!r} is not one this studio serves ({list(hosts)})")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        abort(403, f"cross-origin request from {origin!r} rejected")
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        abort(403, "cross-site request rejected")
+    if request.path.startswith("/static/"):
+        return
+    given = request.headers.get("X-Studio-Token") or request.args.get("token", "")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        abort(403, "missing or wrong token: open the URL the studio printed")
+
+
+def security_headers(response: Any) -> Any:
+    """No script or style from elsewhere, no sniffing, no referrer (the URL holds the token)."""
+    response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def create_app(studio: Studio, token: str, hosts: Sequence[str] = LOCAL_HOSTS) -> Flask:
-    """The Flask app over ``studio``; every request needs ``token``, one of ``hosts`` as its
-    ``Host`` (no DNS rebinding) and no other origin."""
+    """The Flask app over ``studio`` (every request passes :func:`check_request`)."""
     app = Flask(__name__, static_folder=None)
-
-    @app.before_request
-    def guard() -> None:
-        if _hostname(request.host) not in hosts:
-            abort(403, f"host {request.host!r} is not one this studio serves ({list(hosts)})")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
-            abort(403, f"cross-origin request from {origin!r} rejected")
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-            abort(403, "cross-site request rejected")
-        given = request.headers.get("X-Studio-Token") or request.args.get("token", "")
-        if request.path.startswith("/static/"):
-            return
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            abort(403, "missing or wrong token: open the URL the studio printed")
-
-    @app.after_request
-    def headers(response: Any) -> Any:
-        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    app.before_request(lambda: check_request(token, hosts))
+    app.after_request(security_headers)
 
     @app.get("/")
     def index() -> Any:

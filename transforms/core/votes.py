@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
