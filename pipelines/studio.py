@@ -90,7 +90,10 @@ class Studio:
         self.error = ""
         self.applied, self.removed = self.session.sync(lfs)
         if self.applied or self.removed:
-            self.previous, self.result = self.result, self.session.relabel()
+            try:
+                self.previous, self.result = self.result, self.session.relabel()
+            except ValueError as error:  # e.g. an LF set the labeler cannot fit
+                self.error = str(error)
         self.version += 1
 
     def state(self) -> dict[str, Any]:
