@@ -36,7 +36,8 @@ from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.serving import make_server
 
 from pipelines import studio_views
-from pipelines.iterate import RelabelResult, Session
+from pipelines.iterate import Session
+from pipelines.relabel_result import RelabelResult
 from transforms.labeling_functions import load_lf_set
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "studio_static")

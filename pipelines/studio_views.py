@@ -1,6 +1,6 @@
 """What the LF studio shows, as JSON-safe dicts computed from a :class:`~pipelines.iterate.Session`.
 
-Plain functions of a session and its :class:`~pipelines.iterate.RelabelResult` (no web framework
+Plain functions of a session and its :class:`~pipelines.relabel_result.RelabelResult` (no web framework
 here): the overview after an edit (:func:`overview`: LF table, dev metrics with the change from
 the previous state, label distribution, documents whose label changed), one LF's examples
 (:func:`lf_details`: votes, documents gained by extension with the neighbour they came from and
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from pipelines.iterate import RelabelResult, Session, write_labels
+from pipelines.iterate import Session
+from pipelines.relabel_result import RelabelResult, write_labels
 from transforms.core.lfs import ABSTAIN
 
 EXAMPLES = 8  # documents per list (votes, gained, errors, changed labels, search hits)
