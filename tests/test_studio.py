@@ -170,3 +170,14 @@ def test_studio_in_headless_chromium(corpus_files, tiny_model, tmp_path):
     finally:
         driver.quit()
         server.stop()
+
+
+def test_studio_command_names_a_missing_file_or_cache(tmp_path, capsys):
+    from pipelines import cli
+
+    assert cli.main(["studio", "--cache_dir", str(tmp_path), "--labeling_functions", str(tmp_path / "no.py")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    lfs = tmp_path / "lfs.py"
+    lfs.write_text(SYNTHETIC_LFS)
+    assert cli.main(["studio", "--cache_dir", str(tmp_path), "--labeling_functions", str(lfs)]) == 2
+    assert "run the pipeline with --cache_dir first" in capsys.readouterr().err
