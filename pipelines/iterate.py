@@ -41,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.relabel_result import RelabelResult, write_labels
 from transforms.cache_snapshot import read_snapshot
@@ -119,6 +120,7 @@ class Session:
             class_names: The class names, for display.
         """
         self.ids, self.texts, self._fields_json = ids, texts, fields_json
+        self._lower_texts: pa.Array | None = None
         self.gold, self.eval_gold, self.split = gold, eval_gold, split
         self.neighbours = np.asarray(neighbours)
         self.graph = ReverseGraph.from_neighbours(neighbours, sims)
@@ -201,6 +203,10 @@ class Session:
         Failures (the LF raised, or returned an invalid vote) abstain and are recorded in
         :attr:`lf_failures` / :attr:`lf_failure_samples`, as the pipeline counts them.
         """
+        if getattr(lf, "vectorised_lower", None) is not None:
+            if self._lower_texts is None:
+                self._lower_texts = pc.utf8_lower(self.texts)  # once: every keyword edit reuses it
+            return np.asarray(lf.vectorised_lower(self._lower_texts), VOTE_DTYPE)
         vectorised = getattr(lf, "vectorised", None)
         if vectorised is not None:
             return np.asarray(vectorised(self.texts), VOTE_DTYPE)

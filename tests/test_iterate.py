@@ -48,6 +48,9 @@ def test_keyword_and_regex_lfs_vectorised_forms_match_row_forms():
     for lf in (keyword_lf("k", ["free", "win"], 1), regex_lf("r", r"https?://", 0)):
         rows = [lf({"text": t}) for t in texts]
         assert lf.vectorised(pa.array(texts)).tolist() == rows
+    lowered = pa.array([t.lower() for t in texts])
+    assert keyword_lf("k", ["Free", "WIN"], 1).vectorised_lower(lowered).tolist() == [1, 1, -1, -1, -1]
+    assert keyword_lf("k", ["FREE"], 1, lower=False).vectorised_lower is None
 
 
 def test_lf_fingerprint_changes_with_the_code():

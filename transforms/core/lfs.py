@@ -136,9 +136,12 @@ class VectorisedLF(LabelingFunction):
 
     Attributes:
         vectorised: ``fn(texts: pyarrow string array) -> int8 [n]`` votes.
+        vectorised_lower: The same votes from ``pyarrow.compute.utf8_lower(texts)`` (a caller
+            that keeps the lowercased column saves the lowering per edit), or ``None``.
     """
 
     vectorised: VectorisedFn | None = None
+    vectorised_lower: VectorisedFn | None = None
 
 
 def keyword_lf(name: str, words: Sequence[str], label: int, *, lower: bool = True) -> VectorisedLF:
@@ -147,8 +150,9 @@ def keyword_lf(name: str, words: Sequence[str], label: int, *, lower: bool = Tru
     >>> lf = keyword_lf("spammy", ["free", "win"], 1)
     >>> lf({"text": "Win a prize"}), lf({"text": "hello"})
     (1, -1)
-    >>> lf.vectorised(pa.array(["Win a prize", "hello"])).tolist()
-    [1, -1]
+    >>> texts = pa.array(["Win a prize", "hello"])
+    >>> lf.vectorised(texts).tolist(), lf.vectorised_lower(pc.utf8_lower(texts)).tolist()
+    ([1, -1], [1, -1])
     """
     words = tuple(word.lower() if lower else word for word in words)
 
@@ -156,14 +160,16 @@ def keyword_lf(name: str, words: Sequence[str], label: int, *, lower: bool = Tru
         text = x["text"].lower() if lower else x["text"]
         return label if any(word in text for word in words) else ABSTAIN
 
-    def vectorised(texts: pa.Array) -> np.ndarray:
-        texts = pc.utf8_lower(texts) if lower else texts
+    def matches(texts: pa.Array) -> np.ndarray:
         hit = np.zeros(len(texts), bool)
         for word in words:
             hit |= pc.match_substring(texts, word).to_numpy(zero_copy_only=False)
         return np.where(hit, label, ABSTAIN).astype(VOTE_DTYPE)
 
-    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
+    def vectorised(texts: pa.Array) -> np.ndarray:
+        return matches(pc.utf8_lower(texts) if lower else texts)
+
+    return VectorisedLF(name=name, f=row_form, vectorised=vectorised, vectorised_lower=matches if lower else None)
 
 
 def regex_lf(name: str, pattern: str, label: int, *, ignore_case: bool = True) -> VectorisedLF:
@@ -210,6 +216,7 @@ def lf_fingerprint(lf: LabelingFunction) -> str:
         _stable_repr(dict(lf.resources), set()),
         [_stable_repr(preprocess, set()) for preprocess in lf.pre],
         _stable_repr(getattr(lf, "vectorised", None), set()),
+        _stable_repr(getattr(lf, "vectorised_lower", None), set()),
     )
     return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
 
