@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= models/all-MiniLM-L6-v2
 DEMO_OUTPUT ?= out/youtube_spam
+DEMO_CACHE ?= out/youtube_spam_cache
+DEMO_LFS := examples/youtube_spam/labeling_functions.py
 RUNNER ?= FnApiRunner
 DEMO_DATA := examples/youtube_spam/data
 
@@ -27,9 +29,11 @@ model: install
 demo: model
 	$(PY) -m pipelines.weak_label \
 	  --input '$(DEMO_DATA)/*.csv' --id_field COMMENT_ID --text_field CONTENT \
-	  --labeling_functions examples/youtube_spam/labeling_functions.py \
+	  --labeling_functions $(DEMO_LFS) \
 	  --dev_input $(DEMO_DATA)/Youtube05-Shakira.csv --label_field CLASS \
-	  --model $(MODEL_DIR) --output $(DEMO_OUTPUT) --runner=$(RUNNER) $(ARGS)
+	  --model $(MODEL_DIR) --output $(DEMO_OUTPUT) --cache_dir $(DEMO_CACHE) --runner=$(RUNNER) $(ARGS)
+	@echo "Iterate on the LFs in the browser (edits a copy of the demo's LF file):"
+	@echo "  cp $(DEMO_LFS) out/my_lfs.py && $(VENV)/bin/epoxy-beam studio --cache_dir $(DEMO_CACHE) --labeling_functions out/my_lfs.py"
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

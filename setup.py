@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4",
     "matplotlib>=3.8,<4",
     "setuptools<81",
+    # The LF studio (epoxy-beam studio): a local Flask app.
+    "flask>=3.1,<3.2",
 ]
 
 DASK_REQUIRES = ["dask==2026.8.0", "distributed==2026.8.0"]
@@ -24,7 +26,8 @@ DASK_REQUIRES = ["dask==2026.8.0", "distributed==2026.8.0"]
 EXTRAS_REQUIRE = {
     # tests/test_dask_runner.py runs the job on a LocalCluster, so CI installs the dask extra.
     # tests/test_dataflow_job.py builds the job for DataflowRunner offline (--dry_run).
-    "test": ["pytest>=8", *DASK_REQUIRES, "apache-beam[gcp]==2.77.*"],
+    # selenium drives Debian's chromium + chromium-driver in tests/test_studio.py.
+    "test": ["pytest>=8", "selenium>=4.30,<5", *DASK_REQUIRES, "apache-beam[gcp]==2.77.*"],
     # --runner=DaskRunner (pipelines/dask_runner.py): a Dask cluster, local or remote.
     "dask": DASK_REQUIRES,
     "dataflow": ["apache-beam[gcp]==2.77.*"],
@@ -51,6 +54,7 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
     include_package_data=True,
+    package_data={"pipelines": ["studio_static/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["epoxy-beam=pipelines.cli:main"]},

@@ -2,11 +2,11 @@
 
 Usage::
 
-    python benchmarks/iterate.py --n 1000000 --lfs 100 [--json OUT] [--full_run_n 2000]
+    python benchmarks/iterate.py --n 1000000 --lfs 100 [--json OUT] [--full_run_n 2000] [--studio_repeats 3]
 
 A synthetic corpus of ``n`` texts (8 words each from a 2000-word vocabulary ``w0000..w1999``
 whose words lean to one of 2 classes), ``--lfs`` keyword LFs
-(:func:`pipelines.iterate.keyword_lf`, one word each; zero-padded words, so that an LF matches
+(:func:`transforms.keyword_lf`, one word each; zero-padded words, so that an LF matches
 one word, not every word it is a prefix of), a kNN graph of 20 neighbours per row drawn inside
 the row's topic (similarities descending), 384-d embeddings (topic centre + noise) and 2000 dev
 rows (half tuning, half held out) are put in a :class:`pipelines.iterate.Session` directly (the
@@ -22,6 +22,13 @@ of the rows), so the edited LF's extended column changes on most rows.
   dev metrics (nearest voters from the cached graph, threshold, extension, statistics update,
   label model refit, scores, end-model blend), median; ``relabel_seconds_first`` /
   ``relabel_seconds_max`` the first and the slowest edit.
+
+* ``max_prob_diff_fast_vs_full`` / ``labels_differing_fast_vs_full``: the fast path against the
+  full one with the same pinned choices: a fast relabel without an edit against the full
+  refit, and after the edits against ``label_batch`` of the fitted labeler it returns;
+* ``studio_round_trip_seconds`` (``--studio_repeats``, median; ``_max``): one edit in the LF
+  studio over HTTP: POST the edited LF file, the server re-applies the changed LF and
+  relabels (fast) and answers the page's JSON (the browser's render is not included).
 
 ``full_run_seconds``: the same edit done by a full ``weak_label`` pipeline run (FnApiRunner, the
 tiny test model) reading embeddings and graph from ``--cache_dir``, at ``--full_run_n`` rows
@@ -45,9 +52,10 @@ import pyarrow as pa
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.results_io import write_json  # noqa: E402
-from pipelines.iterate import Session, keyword_lf  # noqa: E402
+from pipelines.iterate import Session  # noqa: E402
+from transforms import keyword_lf  # noqa: E402
 from transforms.core.knn import l2_normalise  # noqa: E402
-from transforms.core.labeler import LabelerConfig  # noqa: E402
+from transforms.core.labeler import LabelerConfig, label_batch  # noqa: E402
 
 VOCABULARY = 2000
 TOPICS = 200
@@ -120,6 +128,8 @@ def time_edits(session: Session, repeats: int, heavy: bool = False) -> dict:
         first and the slowest edit, and the last result's text.
     """
     full = session.relabel(refit="full")
+    unedited = session.relabel(refit="fast")  # no edit: must equal the full refit
+    diff_unedited = float(np.abs(unedited.labels.probs - full.labels.probs).max())
     applies, relabels = [], []
     for repeat in range(repeats):
         start = time.perf_counter()
@@ -129,14 +139,55 @@ def time_edits(session: Session, repeats: int, heavy: bool = False) -> dict:
         result = session.relabel(refit="fast")
         applies.append(session.last_apply_seconds)
         relabels.append(set_seconds - session.last_apply_seconds + result.seconds)
+    expected = label_batch(result.fitted, session.votes, session.nn_sim, session.nn_vote, session.embeddings)
     return {
         "full_refit_seconds": full.seconds,
+        # fast vs full with the same pinned choices: unedited (vs the full refit) and after the
+        # edits (vs label_batch of the fitted labeler the fast path returns).
+        "max_prob_diff_fast_vs_full": max(diff_unedited, float(np.abs(result.labels.probs - expected.probs).max())),
+        "labels_differing_fast_vs_full": int((result.labels.label != expected.label).sum())
+        + int((unedited.labels.label != full.labels.label).sum()),
         "apply_seconds": statistics.median(applies),
         "relabel_seconds": statistics.median(relabels),
         "relabel_seconds_first": relabels[0],
         "relabel_seconds_max": max(relabels),
         "text": result.format(),
     }
+
+
+def time_studio_edits(session: Session, num_lfs: int, repeats: int, workdir: str) -> dict:
+    """The studio's round trip for one edit: POST the edited LF file over HTTP, the server
+    re-applies the changed LF, relabels (fast) and answers the page's JSON; median of
+    ``repeats`` edits (the browser's render is not included)."""
+    import requests
+
+    from pipelines.studio import Studio, serve
+
+    path = os.path.join(workdir, "studio_lfs.py")
+    lines = [f'kw_{j} = keyword_lf("kw_{j}", ["{word(j)}"], {j % 2})' for j in range(num_lfs)]
+    with open(path, "w") as handle:
+        handle.write(LF_FILE_HEADER + "\n".join(lines) + "\n")
+    server = serve(Studio(session, path, os.path.join(workdir, "export"), result=session.relabel(refit="full")))
+    token = server.url.split("token=")[1]
+    base = server.url.split("/?")[0]
+    trips, sizes = [], []
+    try:
+        for repeat in range(repeats):
+            lines[0] = f'kw_0 = keyword_lf("kw_0", ["{word(0)}", "{word(40 + 2 * repeat)}"], 0)'
+            start = time.perf_counter()
+            response = requests.post(base + "/api/source", json={"source": LF_FILE_HEADER + "\n".join(lines) + "\n"},
+                                     headers={"X-Studio-Token": token}, timeout=600)  # fmt: skip
+            trips.append(time.perf_counter() - start)
+            state = response.json()
+            assert state["applied"] == ["kw_0"], state.get("error")
+            sizes.append(len(response.content))
+    finally:
+        server.stop()
+    return {"studio_round_trip_seconds": statistics.median(trips), "studio_round_trip_seconds_max": max(trips),
+            "studio_response_bytes": statistics.median(sizes)}  # fmt: skip
+
+
+LF_FILE_HEADER = "from transforms import keyword_lf\n"
 
 
 def word(j: int) -> str:
@@ -156,7 +207,7 @@ def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
     with open(data, "w") as handle:
         for i, (text, y) in enumerate(zip(corpus["texts"], corpus["y"])):
             handle.write(json.dumps({"id": f"d{i:08d}", "text": text, "label": int(y)}) + "\n")
-    header = "from pipelines.iterate import keyword_lf\n"
+    header = LF_FILE_HEADER
     lines = [f'kw_{j} = keyword_lf("kw_{j}", ["{word(j)}"], {j % 2})' for j in range(num_lfs)]
     edited = list(lines)
     edited[0] = f'kw_0 = keyword_lf("kw_0", ["{word(0)}", "{word(2)}"], 0)'
@@ -174,7 +225,7 @@ def full_run(n: int, num_lfs: int, workdir: str) -> tuple[float, float]:
     start = time.perf_counter()
     weak_label.run(argv + ["--labeling_functions", lf_files[1], "--output", os.path.join(workdir, "o2")])
     full_seconds = time.perf_counter() - start
-    session = Session.open(cache)
+    session = Session.open(cache, lf_files[0])
     session.relabel(refit="full")
     start = time.perf_counter()
     session.set_lf(keyword_lf("kw_0", [word(0), word(2)], 0))
@@ -191,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full_run_n", type=int, default=2000, help="0 = skip the full pipeline run")
     parser.add_argument("--heavy_edit", type=int, default=0,
                         help="1 = the edit adds a word prefix matching ~1/3 of the rows")  # fmt: skip
+    parser.add_argument("--studio_repeats", type=int, default=3, help="studio edits over HTTP (0 = skip)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -201,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     open_seconds = time.perf_counter() - start
     timed = time_edits(session, args.repeats, heavy=bool(args.heavy_edit))
     print("\n".join(timed.pop("text").splitlines()[-3:]))
+    if args.studio_repeats:
+        with tempfile.TemporaryDirectory(prefix="epoxy-studio-bench-") as workdir:
+            timed.update(time_studio_edits(session, args.lfs, args.studio_repeats, workdir))
     result = {"n": args.n, "lfs": args.lfs, "end_model": bool(args.end_model),
               "heavy_edit": bool(args.heavy_edit), **timed,
               "setup_seconds": open_seconds, "load_average_1min": os.getloadavg()[0]}  # fmt: skip
@@ -217,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['relabel_seconds_max']:.3f}s), edited LF apply {result['apply_seconds']:.3f}s, full "
           f"refit {result['full_refit_seconds']:.1f}s, session setup {open_seconds:.1f}s, load average "
           f"{result['load_average_1min']:.1f}")
+    print(f"fast vs full (same pinned choices): max probability difference "
+          f"{result['max_prob_diff_fast_vs_full']:.2e}, labels differing {result['labels_differing_fast_vs_full']}")
+    if args.studio_repeats:
+        print(f"studio round trip for one edit (HTTP, server side): {result['studio_round_trip_seconds']:.3f}s "
+              f"median of {args.studio_repeats} (max {result['studio_round_trip_seconds_max']:.3f}s)")
     if args.full_run_n:
         print(f"full pipeline run from cache at n={args.full_run_n}: {result['full_run_seconds']:.1f}s vs "
               f"session relabel {result['relabel_seconds_at_full_run_n']:.3f}s at that n")

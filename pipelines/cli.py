@@ -2,7 +2,8 @@
 
 ``epoxy-beam [run] --input ... --output ...`` runs the weak-labeling job (see
 ``epoxy-beam --help``); ``epoxy-beam iterate --cache_dir ... --labeling_functions ...`` relabels
-from the artifacts cache after an LF edit (see :mod:`pipelines.iterate`).
+from the artifacts cache after an LF edit (see :mod:`pipelines.iterate`); ``epoxy-beam studio
+--cache_dir ... --labeling_functions ...`` serves the LF studio (see :mod:`pipelines.studio`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines import iterate  # Deferred: only the sub-command needs it.
 
         return iterate.main(args[1:])
+    if args and args[0] == "studio":
+        from pipelines import studio  # Deferred: only the sub-command needs Flask.
+
+        return studio.main(args[1:])
     if args and args[0] == "run":
         args = args[1:]
     return weak_label.main(args)

@@ -1,200 +1,74 @@
 """Interactive LF iteration on the cached artifacts: edit an LF, see new labels and metrics.
 
-A :class:`Session` loads a cache snapshot once (documents, neighbour graph, vote columns,
-embeddings; see :mod:`transforms.core.artifacts`), then for an added, edited or removed LF:
+A :class:`Session` loads a cache snapshot once (:func:`transforms.cache_snapshot.read_snapshot`:
+documents, neighbour graph, vote columns, embeddings) and the LF file **the user names** (the
+only code it runs; the LF source recorded in the cache is data). A cached vote column is reused
+only when its LF's fingerprint (:func:`transforms.core.lfs.lf_fingerprint`) equals the one
+recorded; every other LF is applied. Then, for an added, edited or removed LF:
 
-1. applies **only that LF** (vectorised with pyarrow compute for :func:`keyword_lf` /
-   :func:`regex_lf`, else row by row);
-2. re-extends it: its nearest voters from the cached graph (one column; the other LFs'
-   nearest voters do not change);
+1. applies **only that LF** (vectorised with pyarrow compute for :func:`transforms.keyword_lf` /
+   :func:`transforms.regex_lf`, else row by row; failures abstain and are counted, as in the
+   pipeline);
+2. re-extends it: its nearest voters from the cached graph (one column);
 3. refits and labels every document, either
 
-   * ``relabel(refit="full")``: the core's steps in the core's order (the fit sample is fixed:
-     it depends on ids only) and :func:`transforms.core.labeler.label_batch`; the results equal
-     a full ``weak_label`` run with the edited LF file over the same corpus; or
+   * ``relabel(refit="full")``: the core's steps (:func:`~transforms.core.labeler.choose_thresholds`,
+     statistics, :func:`~transforms.core.labeler.fit_models`) and
+     :func:`~transforms.core.labeler.label_batch`; equal to a full ``weak_label`` run with the
+     edited LF file over the same corpus; or
    * ``relabel(refit="fast")`` (the default once a full fit exists): the data-wide choices of
-     the last full fit are pinned (quantile level, label-model kind, end model) and only what
-     the edited LFs change is recomputed, incrementally (:mod:`transforms.core.incremental`:
-     statistics rows, one LF's nearest voters, grouped vote-pattern scoring); ~0.15 s at
-     1M documents × 100 LFs (``benchmarks/iterate.py``);
-4. reports the LF table and the dev metrics.
+     the last full fit are pinned and only what the edited LFs change is recomputed
+     (:class:`transforms.core.incremental_labeler.IncrementalLabeler`);
+4. reports the LF table (corpus statistics before and after extension, dev accuracy,
+   failures) and the dev metrics.
 
-    session = Session.open("cache/")
+    session = Session.open("cache/", "my_lfs.py")
     session.set_lf(keyword_lf("has_free", ["free"], label=1))
     result = session.relabel(refit="full")
     print(result.format())
 
-CLI: ``epoxy-beam iterate --cache_dir cache/ --labeling_functions lfs.py [--labels_out F]``
-applies the LFs of the file that differ from the snapshot's, relabels and prints the result.
+CLI: ``epoxy-beam iterate --cache_dir cache/ --labeling_functions lfs.py [--labels_out F]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import re
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
-from transforms.cache import read_json
+from pipelines.relabel_result import RelabelResult, write_labels
+from transforms.cache_snapshot import read_snapshot
 from transforms.core.analysis import lf_analysis
-from transforms.core.artifacts import MANIFEST_FILE, VOTE_COLUMN_PREFIX, embedding_key
 from transforms.core.document import lf_row
-from transforms.core.end_model import EndModel
 from transforms.core.extension import extend_votes
-from transforms.core.incremental import (
-    GroupedVotes,
-    ReverseGraph,
-    append_lf,
-    blend_with_log,
-    drop_lf,
-    posterior_from_scores,
-    reorder_lfs,
-    replace_column,
-    row_argmax,
-)
-from transforms.core.label_models import LabelModel
+from transforms.core.incremental import ReverseGraph, append_lf, drop_lf, reorder_lfs, replace_column
+from transforms.core.incremental_labeler import IncrementalLabeler, append_column, pinned_config
 from transforms.core.labeler import (
-    QUANTILE_GRID,
     FitSample,
     FittedLabeler,
     LabelBatch,
     LabelerConfig,
     choose_thresholds,
-    fit_end_model,
-    fit_label_model,
+    fit_models,
     label_batch,
-    quantile_thresholds,
     select_fit_sample,
 )
+from transforms.core.lfs import VOTE_DTYPE, LabelingFunction, lf_fingerprint
 from transforms.core.metrics import accuracy, macro_f1
 from transforms.core.statistics import LabelStatistics
-from transforms.core.votes import ABSTAIN, VOTE_DTYPE, LabelingFunction, apply_lfs
-from transforms.labeling_functions import load_lf_set, load_lf_set_from_source
+from transforms.core.votes import apply_lfs
+from transforms.labeling_functions import load_lf_set
 
-VectorisedFn = Callable[[pa.Array], np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class VectorisedLF(LabelingFunction):
-    """An LF with a vectorised form over the text column (same votes as the row form).
-
-    Attributes:
-        vectorised: ``fn(texts: pyarrow string array) -> int8 [n]`` votes.
-    """
-
-    vectorised: VectorisedFn | None = None
-
-
-def keyword_lf(name: str, words: Sequence[str], label: int, *, lower: bool = True) -> VectorisedLF:
-    """An LF voting ``label`` when the text contains any of ``words`` (substring match).
-
-    >>> lf = keyword_lf("spammy", ["free", "win"], 1)
-    >>> lf({"text": "Win a prize"}), lf({"text": "hello"})
-    (1, -1)
-    >>> lf.vectorised(pa.array(["Win a prize", "hello"])).tolist()
-    [1, -1]
-    """
-    words = tuple(word.lower() if lower else word for word in words)
-
-    def row_form(x: Any) -> int:
-        text = x["text"].lower() if lower else x["text"]
-        return label if any(word in text for word in words) else ABSTAIN
-
-    def vectorised(texts: pa.Array) -> np.ndarray:
-        texts = pc.utf8_lower(texts) if lower else texts
-        hit = np.zeros(len(texts), bool)
-        for word in words:
-            hit |= pc.match_substring(texts, word).to_numpy(zero_copy_only=False)
-        return np.where(hit, label, ABSTAIN).astype(VOTE_DTYPE)
-
-    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
-
-
-def regex_lf(name: str, pattern: str, label: int, *, ignore_case: bool = True) -> VectorisedLF:
-    """An LF voting ``label`` when ``pattern`` matches the text (use the common subset of
-    Python ``re`` and RE2 syntax: the vectorised form runs RE2).
-
-    >>> lf = regex_lf("has_link", r"https?://", 1)
-    >>> lf({"text": "see http://x"}), lf.vectorised(pa.array(["see http://x", "no"])).tolist()
-    (1, [1, -1])
-    """
-    compiled = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-
-    def row_form(x: Any) -> int:
-        return label if compiled.search(x["text"]) else ABSTAIN
-
-    def vectorised(texts: pa.Array) -> np.ndarray:
-        hit = pc.match_substring_regex(texts, pattern, ignore_case=ignore_case)
-        return np.where(hit.to_numpy(zero_copy_only=False), label, ABSTAIN).astype(VOTE_DTYPE)
-
-    return VectorisedLF(name=name, f=row_form, vectorised=vectorised)
-
-
-def lf_fingerprint(lf: LabelingFunction) -> str:
-    """A hash of an LF's code, constants and resources: a changed LF gets a new fingerprint."""
-
-    def code_parts(code: Any) -> list[Any]:
-        parts: list[Any] = [code.co_code, code.co_names]
-        for const in code.co_consts:
-            parts.extend(code_parts(const) if hasattr(const, "co_code") else [repr(const)])
-        return parts
-
-    f = lf.f
-    closure = [repr(cell.cell_contents) for cell in (getattr(f, "__closure__", None) or ())]
-    text = repr((lf.name, code_parts(f.__code__), closure, repr(sorted(lf.resources.items()))))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True)
-class RelabelResult:
-    """What :meth:`Session.relabel` returns.
-
-    Attributes:
-        ids: ``str [n]`` document ids (sorted).
-        labels: The :class:`~transforms.core.labeler.LabelBatch` of every document (after a
-            fast refit its ``extended_votes`` is the session's own array, updated in place by
-            later edits: copy it to keep it).
-        fitted: The fitted labeler (``label_batch(fitted, ...)`` reproduces ``labels``).
-        lf_table: One row per LF (:func:`transforms.core.analysis.lf_analysis`).
-        metrics: ``{split: {"accuracy", "macro_f1", "rows"}}`` of the final labels on dev rows.
-        seconds: Time of the relabel (after the LF was applied), LF table and metrics included.
-        refit: ``"fast"`` or ``"full"``: which refit ran.
-    """
-
-    ids: np.ndarray
-    labels: LabelBatch
-    fitted: FittedLabeler
-    lf_table: list[dict[str, Any]]
-    metrics: dict[str, dict[str, float]]
-    seconds: float
-    refit: str = "full"
-
-    def format(self) -> str:
-        """The LF table and the dev metrics as text."""
-        lines = [f"{'lf':<24} {'cov':>7} {'ext.cov':>7} {'emp.acc':>7} {'est.acc':>7}"]
-        for row in self.lf_table:
-            emp = row.get("Emp. Acc.", float("nan"))
-            lines.append(
-                f"{row['name']:<24} {row['Coverage']:>7.3f} {row.get('Extended Coverage', 0):>7.3f} "
-                f"{emp:>7.3f} {row.get('Est. Acc.', float('nan')):>7.3f}"
-            )
-        for split, figures in self.metrics.items():
-            lines.append(
-                f"{split}: accuracy {figures['accuracy']:.3f}, macro F1 {figures['macro_f1']:.3f} "
-                f"(n={figures['rows']})"
-            )
-        lines.append(f"relabelled {len(self.ids)} documents in {self.seconds:.3f}s ({self.refit} refit)")
-        return "\n".join(lines)
+# As the pipeline's --max_failure_samples_per_lf default: failures kept per LF, smallest id first.
+MAX_FAILURE_SAMPLES = 20
+_CHUNK = 65536
 
 
 class Session:
@@ -203,6 +77,12 @@ class Session:
     ``relabel(refit="full")`` runs the core's fit (equal to a pipeline run);
     ``relabel(refit="fast")`` (the default once a full fit exists) updates only what the edited
     LFs change and pins the data-wide choices of the last full fit (module doc).
+
+    Attributes:
+        lf_failures: ``{lf name: rows it raised on or returned an invalid value for}``.
+        lf_failure_samples: ``{lf name: [{"id", "cause", "message"}]}``, smallest ids first.
+        cached_lf_source: The LF source recorded in the cache, for display only.
+        applied_on_open: The LFs :meth:`open` applied (new or changed since the cache).
     """
 
     def __init__(
@@ -220,6 +100,7 @@ class Session:
         lfs: Sequence[LabelingFunction],
         votes: np.ndarray,
         config: LabelerConfig,
+        class_names: Sequence[str] = (),
     ):
         """Builds a session from aligned arrays (rows sorted by id).
 
@@ -236,91 +117,111 @@ class Session:
             lfs: The LF set.
             votes: ``int8 [n, m]`` the LFs' votes.
             config: The run's labeler configuration.
+            class_names: The class names, for display.
         """
-        self.ids = ids
-        self.texts = texts
-        self._fields_json = fields_json
-        self.gold = gold
-        self.eval_gold = eval_gold
-        self.split = split
+        self.ids, self.texts, self._fields_json = ids, texts, fields_json
+        self._lower_texts: pa.Array | None = None
+        self.gold, self.eval_gold, self.split = gold, eval_gold, split
+        self.neighbours = np.asarray(neighbours)
         self.graph = ReverseGraph.from_neighbours(neighbours, sims)
         self.embeddings = embeddings
         self.config = config
+        self.class_names = tuple(class_names)
         self.lfs = list(lfs)
+        self._fingerprints = {lf.name: lf_fingerprint(lf) for lf in self.lfs}
         # Column-major: an edit rewrites one contiguous column.
         self.votes = np.asfortranarray(votes, VOTE_DTYPE)
         self.nn_sim = np.empty(votes.shape, np.float32, order="F")
         self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
         for j in range(votes.shape[1]):
             self.nn_sim[:, j], self.nn_vote[:, j] = self.graph.nearest_voters(self.votes[:, j])
+        self.raw_stats = _statistics(self.votes, config.cardinality)
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
         self._gold_rows = self._sample_rows[sample.gold >= 0]
         self._dev_rows = np.flatnonzero(eval_gold >= 0)
-        self._fast: _FastState | None = None
+        self._fast: IncrementalLabeler | None = None
         self.last_apply_seconds = 0.0
+        self.lf_failures: dict[str, int] = {}
+        self.lf_failure_samples: dict[str, list[dict[str, str]]] = {}
+        self.cached_lf_source = ""
+        self.applied_on_open: list[str] = []
 
     @property
     def lf_names(self) -> list[str]:
         """The current LF names, in column order."""
         return [lf.name for lf in self.lfs]
 
+    def fingerprint(self, name: str) -> str | None:
+        """The fingerprint of the session's LF ``name`` (``None`` if there is none)."""
+        return self._fingerprints.get(name)
+
     @classmethod
-    def open(cls, cache_dir: str) -> "Session":
-        """Loads the latest snapshot under ``cache_dir``.
+    def open(cls, cache_dir: str, labeling_functions: str) -> "Session":
+        """Loads the latest snapshot under ``cache_dir`` with the LFs of the file the user names.
+
+        Cached vote columns are reused for LFs whose fingerprint matches the recorded one; the
+        others are applied (:attr:`applied_on_open`). Nothing read from the cache is executed.
 
         Raises:
-            ValueError: if there is no usable snapshot.
+            ValueError: if there is no usable snapshot or the LF file does not load.
         """
-        manifest = read_json(FileSystems.join(cache_dir, MANIFEST_FILE))
-        if not manifest or "snapshot" not in manifest:
-            raise ValueError(
-                f"--cache_dir {cache_dir!r} holds no snapshot (no manifest.json): run the pipeline "
-                "with --cache_dir first"
-            )
-        snapshot = manifest["snapshot"]
-        paths = {name: [FileSystems.join(cache_dir, p) for p in ps] for name, ps in snapshot["paths"].items()}
-        docs = _read_sorted(paths["documents"])
-        graph = _read_sorted(paths["graph"])
-        votes_table = _read_sorted(paths["votes"])
-        ids = np.asarray(docs.column("id").to_pylist(), dtype=str)
-        lf_set = load_lf_set_from_source(snapshot["lf_source"], snapshot["lf_spec"])
-        votes = np.stack(
-            [votes_table.column(VOTE_COLUMN_PREFIX + lf.name).to_numpy() for lf in lf_set.lfs], axis=1
-        ).astype(VOTE_DTYPE)
-        neighbours, sims = _graph_rows(graph, ids)
-        config_dict = dict(snapshot["labeler_config"])
-        if config_dict.get("class_balance") is not None:
-            config_dict["class_balance"] = tuple(config_dict["class_balance"])
-        config = LabelerConfig(**config_dict)
-        embeddings = _embeddings_for(cache_dir, snapshot, docs.column("text_hash").to_pylist())
-        eval_gold = docs.column("eval_gold").fill_null(-1).to_numpy().astype(np.int64)
-        return cls(
-            ids=ids,
-            texts=docs.column("text").combine_chunks(),
-            fields_json=docs.column("fields_json").to_pylist(),
-            gold=docs.column("gold").to_numpy().astype(np.int64),
-            eval_gold=eval_gold,
-            split=np.asarray(docs.column("split").to_pylist(), dtype=str),
-            neighbours=neighbours,
-            sims=sims,
-            embeddings=embeddings if config.end_model else None,
-            lfs=lf_set.lfs,
-            votes=votes,
-            config=config,
-        )
+        snapshot = read_snapshot(cache_dir)
+        lf_set = load_lf_set(labeling_functions)
+        reused = [
+            lf for lf in lf_set.lfs
+            if lf.name in snapshot.votes and snapshot.lf_fingerprints.get(lf.name) == lf_fingerprint(lf)
+        ]  # fmt: skip
+        n = len(snapshot.ids)
+        votes = np.stack([snapshot.votes[lf.name] for lf in reused], axis=1) if reused else np.empty((n, 0))
+        config = snapshot.config
+        session = cls(
+            ids=snapshot.ids, texts=snapshot.texts, fields_json=snapshot.fields_json,
+            gold=snapshot.gold, eval_gold=snapshot.eval_gold, split=snapshot.split,
+            neighbours=snapshot.neighbours, sims=snapshot.sims,
+            embeddings=snapshot.embeddings if config.end_model else None,
+            lfs=reused, votes=votes, config=config, class_names=snapshot.class_names,
+        )  # fmt: skip
+        session.cached_lf_source = snapshot.lf_source
+        session.applied_on_open, _ = session.sync(lf_set.lfs)
+        return session
+
+    def sync(self, lfs: Sequence[LabelingFunction]) -> tuple[list[str], list[str]]:
+        """Makes the session's LF set ``lfs``: applies new or changed LFs, removes the others,
+        takes their order. Returns ``(applied names, removed names)``."""
+        changed, removed = changed_lfs(self, lfs)
+        for name in removed:
+            self.remove_lf(name)
+        for lf in changed:
+            self.set_lf(lf)
+        self.reorder([lf.name for lf in lfs])
+        return [lf.name for lf in changed], removed
 
     def apply(self, lf: LabelingFunction) -> np.ndarray:
-        """One LF's votes over the corpus (vectorised when the LF has a vectorised form)."""
+        """One LF's votes over the corpus (vectorised when the LF has a vectorised form).
+
+        Failures (the LF raised, or returned an invalid vote) abstain and are recorded in
+        :attr:`lf_failures` / :attr:`lf_failure_samples`, as the pipeline counts them.
+        """
+        if getattr(lf, "vectorised_lower", None) is not None:
+            if self._lower_texts is None:
+                self._lower_texts = pc.utf8_lower(self.texts)  # once: every keyword edit reuses it
+            return np.asarray(lf.vectorised_lower(self._lower_texts), VOTE_DTYPE)
         vectorised = getattr(lf, "vectorised", None)
         if vectorised is not None:
             return np.asarray(vectorised(self.texts), VOTE_DTYPE)
         texts = self.texts.to_pylist()
         out = np.empty(len(texts), VOTE_DTYPE)
+        count, samples = 0, []
         for i, (doc_id, text) in enumerate(zip(self.ids, texts)):
             fields = json.loads(self._fields_json[i]) if self._fields_json else {}
             row = lf_row({"id": str(doc_id), "text": text, "fields": fields})
-            out[i] = apply_lfs([lf], row, self.config.cardinality)[0][0]
+            votes, failures = apply_lfs([lf], row, self.config.cardinality)
+            out[i] = votes[0]
+            count += len(failures)
+            if failures and len(samples) < MAX_FAILURE_SAMPLES:
+                samples.append({"id": str(doc_id), "cause": failures[0].cause, "message": failures[0].message})
+        self.lf_failures[lf.name], self.lf_failure_samples[lf.name] = count, samples
         return out
 
     def set_lf(self, lf: LabelingFunction) -> None:
@@ -330,21 +231,29 @@ class Session:
         cached graph; :meth:`relabel` does the rest.
         """
         start = time.perf_counter()
+        self.lf_failures.pop(lf.name, None)
+        self.lf_failure_samples.pop(lf.name, None)
         column = self.apply(lf)
         self.last_apply_seconds = time.perf_counter() - start
         nn_sim, nn_vote = self.graph.nearest_voters(column)
         names = self.lf_names
+        self._fingerprints[lf.name] = lf_fingerprint(lf)
         if lf.name in names:
             j = names.index(lf.name)
             self.lfs[j] = lf
         else:
             j = len(self.lfs)
             self.lfs.append(lf)
-            self.votes, self.nn_sim, self.nn_vote = (
-                _append_column(a) for a in (self.votes, self.nn_sim, self.nn_vote)
-            )
+            self.votes, self.nn_sim, self.nn_vote = (append_column(a) for a in (self.votes, self.nn_sim, self.nn_vote))
+            self.votes[:, j] = -1
+            self.raw_stats = append_lf(self.raw_stats)
             if self._fast is not None:
                 self._fast.append_lf()
+        changed = np.flatnonzero(self.votes[:, j] != column)
+        old_rows = self.votes[changed]
+        new_rows = old_rows.copy()
+        new_rows[:, j] = column[changed]
+        replace_column(self.raw_stats, old_rows, new_rows, j)
         self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j] = column, nn_sim, nn_vote
         if self._fast is not None:
             self._fast.dirty.add(j)
@@ -359,9 +268,16 @@ class Session:
             raise ValueError(f"no LF named {name!r}: the session's LFs are {self.lf_names}")
         j = self.lf_names.index(name)
         del self.lfs[j]
+        del self._fingerprints[name]
+        self.lf_failures.pop(name, None)
+        self.lf_failure_samples.pop(name, None)
+        if self.lfs:
+            self.raw_stats = drop_lf(self.raw_stats, self.votes, j)
         self.votes, self.nn_sim, self.nn_vote = (
             np.asfortranarray(np.delete(a, j, axis=1)) for a in (self.votes, self.nn_sim, self.nn_vote)
         )
+        if not self.lfs:
+            self.raw_stats = _statistics(self.votes, self.config.cardinality)
         if self._fast is not None:
             self._fast = self._fast.drop_lf(j) if self.lfs else None
 
@@ -374,10 +290,13 @@ class Session:
         if sorted(names) != sorted(self.lf_names):
             raise ValueError(f"cannot reorder LFs {self.lf_names} as {list(names)}: the names differ")
         order = [self.lf_names.index(name) for name in names]
+        if order == list(range(len(order))):
+            return
         self.lfs = [self.lfs[j] for j in order]
         self.votes, self.nn_sim, self.nn_vote = (
             np.asfortranarray(a[:, order]) for a in (self.votes, self.nn_sim, self.nn_vote)
         )
+        self.raw_stats = reorder_lfs(self.raw_stats, order)
         if self._fast is not None:
             self._fast.reorder(order)
 
@@ -387,112 +306,76 @@ class Session:
         Args:
             refit: ``"full"``: the core's fit, every step (equal to a pipeline run with the
                 session's LF file). ``"fast"``: the thresholds' quantile level, the label
-                model's kind and the end model (weights and blend weight) are pinned to the
-                last full fit; only the edited LFs' thresholds and extended columns, the
-                statistics rows they change, the label model (closed form, from the
-                statistics) and the scores are recomputed. Without a previous full fit
+                model's kind and the end model (weights, blend weight and class offsets) are
+                pinned to the last full fit; only the edited LFs' thresholds and extended
+                columns, the statistics rows they change, the label model (closed form, from
+                the statistics) and the scores are recomputed. Without a previous full fit
                 (or if its thresholds match no candidate quantile level) ``"fast"`` runs
                 ``"full"``; :attr:`RelabelResult.refit` says which ran.
 
         Raises:
-            ValueError: if ``refit`` is neither ``"fast"`` nor ``"full"``.
+            ValueError: if ``refit`` is neither ``"fast"`` nor ``"full"``, or there is no LF.
         """
         if refit not in ("fast", "full"):
             raise ValueError(f"refit={refit!r} is unknown: use 'fast' or 'full'")
+        if not self.lfs:
+            raise ValueError("the session has no LF: add one with set_lf (or to the LF file)")
         start = time.perf_counter()
         if refit == "fast" and self._fast is not None:
             fitted, labels, stats = self._relabel_fast()
         else:
             refit = "full"
             fitted, labels, stats = self._relabel_full()
-        metrics = self._metrics(labels.label)
         dev = self._dev_rows
-        m = len(self.lfs)
-        dev_votes = self.votes[dev]
-        raw = LabelStatistics.empty(m, self.config.cardinality).add(dev_votes) if dev.size else None
         table = lf_analysis(
-            self.lf_names,
-            raw if raw is not None else stats,
-            extended=stats,
-            label_model=fitted.label_model,
-            gold_votes=dev_votes,
-            gold=self.eval_gold[dev],
-        )
-        seconds = time.perf_counter() - start
-        return RelabelResult(self.ids, labels, fitted, table, metrics, seconds, refit)
+            self.lf_names, self.raw_stats, extended=stats, label_model=fitted.label_model,
+            gold_votes=self.votes[dev], gold=self.eval_gold[dev],
+        )  # fmt: skip
+        for row in table:
+            row["failures"] = int(self.lf_failures.get(row["name"], 0))
+        metrics = self._metrics(labels.label)
+        return RelabelResult(self.ids, labels, fitted, table, metrics, time.perf_counter() - start, refit)
 
-    def _gold_sample(self) -> FitSample:
-        """The fit sample's gold rows (all that the label model's fit reads row by row)."""
-        rows = self._gold_rows
+    def _sample(self, rows: np.ndarray, with_embeddings: bool) -> FitSample:
+        embeddings = self.embeddings[rows] if with_embeddings and self.embeddings is not None else None
         return FitSample(
-            ids=self.ids[rows],
-            votes=self.votes[rows],
-            nn_sim=self.nn_sim[rows],
-            nn_vote=self.nn_vote[rows],
-            embeddings=None,
-            gold=self.gold[rows],
-        )
+            ids=self.ids[rows], votes=self.votes[rows], nn_sim=self.nn_sim[rows],
+            nn_vote=self.nn_vote[rows], embeddings=embeddings, gold=self.gold[rows],
+        )  # fmt: skip
 
     def _relabel_full(self) -> tuple[FittedLabeler, LabelBatch, LabelStatistics]:
-        """The core's fit, step by step (see :mod:`transforms.core.labeler`)."""
+        """The core's fit: thresholds, statistics of the extended votes, :func:`fit_models`."""
         config = self.config
-        rows = self._sample_rows
-        sample = FitSample(
-            ids=self.ids[rows],
-            votes=self.votes[rows],
-            nn_sim=self.nn_sim[rows],
-            nn_vote=self.nn_vote[rows],
-            embeddings=None if self.embeddings is None else self.embeddings[rows],
-            gold=self.gold[rows],
-        )
-        m = self.votes.shape[1]
+        sample = self._sample(self._sample_rows, with_embeddings=True)
         thresholds = choose_thresholds(sample, config)
         extended = np.asfortranarray(extend_votes(self.votes, self.nn_sim, self.nn_vote, thresholds))
-        stats = LabelStatistics.empty(m, config.cardinality)
-        for begin in range(0, extended.shape[0], 65536):
-            stats.add(extended[begin : begin + 65536])
-        label_model = fit_label_model(stats, sample, thresholds, config)
-        end_model = fit_end_model(sample, thresholds, label_model, config)
-        fitted = FittedLabeler(
-            lf_names=tuple(self.lf_names),
-            cardinality=config.cardinality,
-            thresholds=thresholds,
-            label_model=label_model,
-            end_model=end_model,
-            config=config,
-        )
+        stats = _statistics(extended, config.cardinality)
+        fitted = fit_models(self.lf_names, config, sample, thresholds, stats)
         labels = label_batch(fitted, self.votes, self.nn_sim, self.nn_vote, self.embeddings)
+        end_model = fitted.end_model
         end_probs = None
         if end_model is not None and self.embeddings is not None:
             end_probs = end_model.predict_proba(self.embeddings)
-        pinned = _pinned_config(config, sample, thresholds, label_model)
-        self._fast = None if pinned is None else _FastState(
-            config=pinned,
-            thresholds=thresholds.copy(),
-            extended=extended,
-            stats=stats,
-            grouped=GroupedVotes(extended, config.cardinality),
-            end_model=end_model,
-            end_probs=end_probs,
-        )
+        pinned = pinned_config(config, sample, thresholds, fitted.label_model)
+        self._fast = None if pinned is None else IncrementalLabeler(
+            config=pinned, thresholds=thresholds.copy(), extended=extended, stats=stats,
+            end_model=end_model, end_probs=end_probs,
+        )  # fmt: skip
         return fitted, labels, stats
 
     def _relabel_fast(self) -> tuple[FittedLabeler, LabelBatch, LabelStatistics]:
-        """The incremental refit (see :meth:`relabel`)."""
+        """The incremental refit (see :meth:`relabel`): the label model by :func:`fit_models`'s
+        own label-model step, the pinned end model."""
         fast = self._fast
         for j in sorted(fast.dirty):
             fast.update_column(j, self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j], self._sample_rows)
         fast.dirty.clear()
-        label_model = fit_label_model(fast.stats, self._gold_sample(), fast.thresholds, fast.config)
-        fitted = FittedLabeler(
-            lf_names=tuple(self.lf_names),
-            cardinality=self.config.cardinality,
-            thresholds=fast.thresholds.copy(),
-            label_model=label_model,
-            end_model=fast.end_model,
-            config=fast.config,
+        no_end_model = dataclasses.replace(fast.config, end_model=False)
+        fitted = fit_models(
+            self.lf_names, no_end_model, self._sample(self._gold_rows, False), fast.thresholds.copy(), fast.stats
         )
-        return fitted, fast.labels(label_model), fast.stats
+        fitted = dataclasses.replace(fitted, end_model=fast.end_model, config=fast.config)
+        return fitted, fast.labels(fitted.label_model), fast.stats
 
     def _metrics(self, predicted: np.ndarray) -> dict[str, dict[str, float]]:
         out = {}
@@ -509,223 +392,39 @@ class Session:
         return out
 
 
-def _class_counts(votes: np.ndarray, cardinality: int) -> np.ndarray:
-    """``int32 [n, k]`` votes per class of each row."""
-    return np.stack([(votes == c).sum(axis=1, dtype=np.int32) for c in range(cardinality)], axis=1)
-
-
-def _append_column(a: np.ndarray) -> np.ndarray:
-    """``a`` with one more (uninitialised) column, column-major."""
-    out = np.empty((a.shape[0], a.shape[1] + 1), a.dtype, order="F")
-    out[:, :-1] = a
-    return out
-
-
-def _pinned_config(
-    config: LabelerConfig, sample: FitSample, thresholds: np.ndarray, label_model: LabelModel
-) -> LabelerConfig | None:
-    """The config that reproduces a full fit's data-wide choices: its quantile level (found
-    among the candidates :func:`choose_thresholds` scores) and its label-model kind; ``None``
-    if no candidate level gives the fitted thresholds (then edits refit in full)."""
-    pinned = dataclasses.replace(config, label_model=label_model.kind)
-    if not config.extension or config.thresholds == "none":
-        return pinned
-    for level in dict.fromkeys((config.threshold_quantile, *QUANTILE_GRID)):
-        candidate = quantile_thresholds(sample.votes, sample.nn_sim, level)
-        if np.array_equal(candidate, thresholds):
-            return dataclasses.replace(pinned, thresholds="quantile", threshold_quantile=level)
-    return None
-
-
-class _FastState:
-    """What the fast refit keeps between edits: pinned choices, the extended matrix, its
-    statistics and grouped codes, the pinned end model's probabilities."""
-
-    def __init__(
-        self,
-        *,
-        config: LabelerConfig,
-        thresholds: np.ndarray,
-        extended: np.ndarray,
-        stats: LabelStatistics,
-        grouped: GroupedVotes,
-        end_model: EndModel | None,
-        end_probs: np.ndarray | None,
-    ):
-        self.config = config
-        self.thresholds = thresholds
-        self.extended = extended
-        self.stats = stats
-        self.grouped = grouped
-        self.end_model = end_model
-        self.end_probs = end_probs
-        self.log_end_probs = (
-            None if end_probs is None else np.log(np.maximum(end_probs.astype(np.float64), 1e-6))
-        )
-        self.class_counts = _class_counts(extended, stats.cardinality)
-        self.covered = self.class_counts.any(axis=1)
-        self.dirty: set[int] = set()
-
-    def append_lf(self) -> None:
-        """A new last LF that abstains everywhere (its votes come with :meth:`update_column`)."""
-        self.thresholds = np.r_[self.thresholds, np.float32(np.inf)].astype(np.float32)
-        self.extended = _append_column(self.extended)
-        self.extended[:, -1] = ABSTAIN
-        self.stats = append_lf(self.stats)
-        self.grouped = GroupedVotes(self.extended, self.stats.cardinality)
-
-    def drop_lf(self, j: int) -> "_FastState | None":
-        """Removes LF ``j``; ``None`` when the statistics cannot shrink (one LF left)."""
-        if self.stats.num_lfs < 2:
-            return None
-        self.stats = drop_lf(self.stats, self.extended, j)
-        column = self.extended[:, j]
-        voted = np.flatnonzero(column != ABSTAIN)
-        self.class_counts[voted, column[voted]] -= 1
-        self.covered = self.class_counts.any(axis=1)
-        self.extended = np.asfortranarray(np.delete(self.extended, j, axis=1))
-        self.thresholds = np.delete(self.thresholds, j)
-        self.grouped = GroupedVotes(self.extended, self.stats.cardinality)
-        self.dirty = {d - (d > j) for d in self.dirty if d != j}
-        return self
-
-    def reorder(self, order: Sequence[int]) -> None:
-        """Puts LF ``order[i]`` at position ``i``."""
-        self.stats = reorder_lfs(self.stats, order)
-        self.extended = np.asfortranarray(self.extended[:, order])
-        self.thresholds = self.thresholds[list(order)]
-        self.grouped = GroupedVotes(self.extended, self.stats.cardinality)
-        position = {old: new for new, old in enumerate(order)}
-        self.dirty = {position[d] for d in self.dirty}
-
-    def update_column(
-        self, j: int, votes: np.ndarray, nn_sim: np.ndarray, nn_vote: np.ndarray, sample_rows: np.ndarray
-    ) -> None:
-        """Re-thresholds and re-extends LF ``j``; updates the statistics rows it changes."""
-        sample = FitSample(
-            ids=np.empty(sample_rows.size, str),
-            votes=votes[sample_rows, None],
-            nn_sim=nn_sim[sample_rows, None],
-            nn_vote=nn_vote[sample_rows, None],
-            embeddings=None,
-            gold=np.full(sample_rows.size, -1),  # pinned config: no gold-row choice here
-        )
-        self.thresholds[j] = choose_thresholds(sample, self.config)[0]
-        threshold = self.thresholds[j : j + 1]
-        column = extend_votes(votes[:, None], nn_sim[:, None], nn_vote[:, None], threshold)[:, 0]
-        changed = np.flatnonzero(column != self.extended[:, j])
-        old_rows = self.extended[changed]
-        new_rows = old_rows.copy()
-        new_rows[:, j] = column[changed]
-        counts = self.class_counts[changed]
-        self.extended[:, j] = column
-        replace_column(self.stats, old_rows, new_rows, j, class_counts=counts)
-        index = np.arange(changed.size)
-        before, after = old_rows[:, j], column[changed]
-        counts[index[before != ABSTAIN], before[before != ABSTAIN]] -= 1
-        counts[index[after != ABSTAIN], after[after != ABSTAIN]] += 1
-        self.class_counts[changed] = counts
-        self.covered[changed] = counts.any(axis=1)
-        self.grouped.replace(j, changed, old_rows[:, j], column[changed])
-
-    def labels(self, label_model: LabelModel) -> LabelBatch:
-        """:func:`label_batch` of every row, from the grouped votes and the cached end model."""
-        k = label_model.cardinality
-        log_prior = np.zeros(k) if label_model.hard else np.log(label_model.class_balance)
-        lm = posterior_from_scores(label_model, self.grouped.scores(label_model.weights, log_prior))
-        covered = self.covered.copy()
-        probs = lm
-        if self.end_probs is not None:
-            alpha = self.end_model.weight
-            probs = blend_with_log(lm, self.end_probs, self.log_end_probs, covered, alpha)
-        return LabelBatch(
-            extended_votes=self.extended,
-            probs=probs,
-            label=row_argmax(probs),
-            label_model_probs=lm,
-            covered=covered,
-        )
-
-
-def _read_sorted(paths: Sequence[str]) -> pa.Table:
-    tables = []
-    for path in paths:
-        with FileSystems.open(path) as handle:
-            tables.append(pq.read_table(pa.BufferReader(handle.read())))
-    table = pa.concat_tables(tables)
-    return table.sort_by("id")
-
-
-def _graph_rows(graph: pa.Table, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbour ids → row numbers ``int64 [n, kk]`` (``-1`` padding), sims ``[n, kk]``."""
-    lists = graph.column("neighbour_ids").combine_chunks()
-    sims_lists = graph.column("sims").combine_chunks()
-    lengths = lists.value_lengths().fill_null(0).to_numpy().astype(np.int64)
-    kk = int(lengths.max()) if lengths.size else 0
-    neighbours = np.full((len(ids), kk), -1, np.int64)
-    sims = np.full((len(ids), kk), -np.inf, np.float32)
-    rows = np.searchsorted(ids, np.asarray(graph.column("id").to_pylist(), dtype=str))
-    flat_ids = np.asarray(lists.flatten().to_pylist(), dtype=str)
-    flat_sims = sims_lists.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    slot = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    owner = np.repeat(rows, lengths)
-    neighbours[owner, slot] = np.searchsorted(ids, flat_ids)
-    sims[owner, slot] = flat_sims
-    return neighbours, sims
-
-
-def _embeddings_for(cache_dir: str, snapshot: dict[str, Any], hashes: list[str]) -> np.ndarray | None:
-    root = FileSystems.join(cache_dir, "embeddings", embedding_key(snapshot["model_fingerprint"]))
-    manifest = read_json(FileSystems.join(root, MANIFEST_FILE))
-    if not manifest:
-        return None
-    table = pa.concat_tables(
-        [_read_sorted_by(FileSystems.join(root, part)) for part in manifest["parts"]]
-    )
-    index = {digest: i for i, digest in enumerate(table.column("text_hash").to_pylist())}
-    vectors = np.asarray(table.column("embedding").combine_chunks().flatten().to_numpy(), np.float32)
-    vectors = vectors.reshape(table.num_rows, -1)
-    return vectors[[index[digest] for digest in hashes]]
-
-
-def _read_sorted_by(path: str) -> pa.Table:
-    with FileSystems.open(path) as handle:
-        return pq.read_table(pa.BufferReader(handle.read()))
+def _statistics(votes: np.ndarray, cardinality: int) -> LabelStatistics:
+    """:class:`LabelStatistics` of a label matrix, added in chunks (bounded memory)."""
+    stats = LabelStatistics.empty(votes.shape[1], cardinality)
+    for begin in range(0, votes.shape[0], _CHUNK):
+        stats.add(votes[begin : begin + _CHUNK])
+    return stats
 
 
 def changed_lfs(session: Session, lfs: Sequence[LabelingFunction]) -> tuple[list[LabelingFunction], list[str]]:
     """The LFs of ``lfs`` that are new or differ from the session's, and the names to remove."""
-    current = {lf.name: lf_fingerprint(lf) for lf in session.lfs}
     wanted = {lf.name for lf in lfs}
-    changed = [lf for lf in lfs if current.get(lf.name) != lf_fingerprint(lf)]
-    return changed, [name for name in current if name not in wanted]
+    changed = [lf for lf in lfs if session.fingerprint(lf.name) != lf_fingerprint(lf)]
+    return changed, [name for name in session.lf_names if name not in wanted]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``epoxy-beam iterate``: apply the LFs that changed, relabel, print LF table and metrics."""
     parser = argparse.ArgumentParser(prog="epoxy-beam iterate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache_dir", required=True, help="The pipeline's --cache_dir.")
-    parser.add_argument("--labeling_functions", required=True, help="The edited LF file.")
+    parser.add_argument("--labeling_functions", required=True, help="The LF file (the only code run).")
     parser.add_argument("--labels_out", default="", help="Optional Parquet file for the new labels.")
     args = parser.parse_args(argv)
     try:
         start = time.perf_counter()
-        session = Session.open(args.cache_dir)
-        print(f"loaded {len(session.ids)} documents, {len(session.lfs)} LFs in {time.perf_counter() - start:.1f}s")
-        changed, removed = changed_lfs(session, load_lf_set(args.labeling_functions).lfs)
+        session = Session.open(args.cache_dir, args.labeling_functions)
     except ValueError as error:
         print(f"epoxy-beam iterate: error: {error}", file=sys.stderr)
         return 2
-    for name in removed:
-        session.remove_lf(name)
-    for lf in changed:
-        session.set_lf(lf)
-        print(f"applied {lf.name} in {session.last_apply_seconds:.3f}s")
-    session.reorder([lf.name for lf in load_lf_set(args.labeling_functions).lfs])
+    print(f"loaded {len(session.ids)} documents, {len(session.lfs)} LFs in {time.perf_counter() - start:.1f}s")
+    for name in session.applied_on_open:
+        print(f"applied {name} (new or changed since the cache was written)")
     result = session.relabel(refit="full")
     print(result.format())
     if args.labels_out:
-        table = pa.table({"id": result.ids, "label": result.labels.label.astype(np.int32),
-                          "probs": list(result.labels.probs)})  # fmt: skip
-        pq.write_table(table, args.labels_out)
+        write_labels(result, args.labels_out)
     return 0

@@ -32,6 +32,7 @@ from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs
 from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache, WriteCache
 from transforms.core.artifacts import text_hash
+from transforms.core.lfs import lf_fingerprint
 from transforms.core.votes import USER_INTERRUPT
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.documents import AttachGold, JoinRecords, embed_input
@@ -68,7 +69,9 @@ def snapshot_metadata(plan: RunPlan) -> dict[str, Any]:
         "options": dataclasses.asdict(plan.options),
         "lf_names": list(plan.lf_names),
         "lf_spec": plan.lf_set.spec if plan.lf_set else "",
-        "lf_source": plan.lf_set.source if plan.lf_set else "",
+        "lf_source": plan.lf_set.source if plan.lf_set else "",  # data, for display only
+        # iterate reuses a cached vote column only for an LF of the same fingerprint.
+        "lf_fingerprints": {lf.name: lf_fingerprint(lf) for lf in plan.lf_set.lfs} if plan.lf_set else {},
         "class_names": list(plan.class_names),
         "labeler_config": dataclasses.asdict(plan.labeler_config()),
     }

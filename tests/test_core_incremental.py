@@ -10,14 +10,13 @@ from transforms.core.incremental import (
     ReverseGraph,
     GroupedVotes,
     append_lf,
-    blend_with_log,
     drop_lf,
     posterior_from_scores,
     reorder_lfs,
     replace_column,
     replace_rows,
 )
-from transforms.core.labeler import blend
+from transforms.core.labeler import blend, log_probs
 from transforms.core.label_models import fit_triplet, majority_vote_model
 from transforms.core.statistics import LabelStatistics
 
@@ -123,14 +122,14 @@ def test_posterior_from_scores_equals_predict_proba(kind):
     np.testing.assert_allclose(got, model.predict_proba(votes), atol=1e-6)
 
 
-def test_blend_with_log_equals_the_labelers_blend():
+def test_blend_with_cached_end_model_logs_equals_blend():
     rng = np.random.default_rng(5)
     lm = rng.dirichlet(np.ones(3), 200).astype(np.float32)
     em = rng.dirichlet(np.ones(3), 200).astype(np.float32)
     em[0] = [1.0, 0.0, 0.0]
     covered = rng.random(200) < 0.7
-    log_em = np.log(np.maximum(em.astype(np.float64), 1e-6))
-    for alpha in (0.0, 0.3, 1.0):
-        np.testing.assert_allclose(
-            blend_with_log(lm, em, log_em, covered, alpha), blend(lm, em, covered, alpha), atol=1e-7
+    for alpha, offsets in ((0.0, None), (0.3, np.array([0.5, 0.0, -0.5])), (1.0, None)):
+        np.testing.assert_array_equal(
+            blend(lm, em, covered, alpha, offsets, log_em=log_probs(em)),
+            blend(lm, em, covered, alpha, offsets),
         )

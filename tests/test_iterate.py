@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli, weak_label
-from pipelines.iterate import Session, changed_lfs, keyword_lf, lf_fingerprint, regex_lf
+from pipelines.iterate import Session, changed_lfs
+from transforms import ABSTAIN, keyword_lf, labeling_function, regex_lf
+from transforms.core.lfs import lf_fingerprint
 from tests.conftest import LF_SOURCE
-from transforms.core.labeler import LabelerConfig, label_batch
+from transforms.core.labeler import DEFAULT_BLEND, LabelerConfig, label_batch
 from transforms.labeling_functions import load_lf_set
 
 EDITED_SOURCE = (
@@ -25,7 +29,7 @@ def short(x):
         "",
     )
     + '''
-from pipelines.iterate import keyword_lf
+from transforms import keyword_lf
 
 has_free = keyword_lf("has_free", ["free", "win"], 1)
 '''
@@ -44,6 +48,9 @@ def test_keyword_and_regex_lfs_vectorised_forms_match_row_forms():
     for lf in (keyword_lf("k", ["free", "win"], 1), regex_lf("r", r"https?://", 0)):
         rows = [lf({"text": t}) for t in texts]
         assert lf.vectorised(pa.array(texts)).tolist() == rows
+    lowered = pa.array([t.lower() for t in texts])
+    assert keyword_lf("k", ["Free", "WIN"], 1).vectorised_lower(lowered).tolist() == [1, 1, -1, -1, -1]
+    assert keyword_lf("k", ["FREE"], 1, lower=False).vectorised_lower is None
 
 
 def test_lf_fingerprint_changes_with_the_code():
@@ -60,16 +67,14 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
     weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "full"), str(edited)))
     full = {row["id"]: row for row in pq.read_table(f"{tmp_path}/full/labels").to_pylist()}
 
-    session = Session.open(cache)
+    session = Session.open(cache, corpus_files["lfs"])
     assert session.lf_names == load_lf_set(corpus_files["lfs"]).names
+    assert session.applied_on_open == []  # every cached column is reused: same fingerprints
     new_lfs = load_lf_set(str(edited)).lfs
     changed, removed = changed_lfs(session, new_lfs)
     assert [lf.name for lf in changed] == ["has_love", "has_free"] and removed == ["short"]
-    for name in removed:
-        session.remove_lf(name)
-    for lf in changed:
-        session.set_lf(lf)
-    session.reorder([lf.name for lf in new_lfs])
+    assert session.sync(new_lfs) == (["has_love", "has_free"], ["short"])
+    assert session.lf_names == [lf.name for lf in new_lfs]
     result = session.relabel(refit="full")
 
     assert result.ids.tolist() == sorted(full)
@@ -89,20 +94,78 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
                      "--labels_out", str(labels_out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "applied has_free" in printed and "holdout: accuracy" in printed
+    assert "applied has_free" in printed and "holdout: accuracy" in printed and "applied has_song" not in printed
     cli_labels = pq.read_table(labels_out).to_pylist()
     assert [row["label"] for row in cli_labels] == [full[row["id"]]["label"] for row in cli_labels]
 
 
 def test_open_without_a_snapshot_names_the_fix(tmp_path):
     with pytest.raises(ValueError, match="run the pipeline with --cache_dir first"):
-        Session.open(str(tmp_path))
+        Session.open(str(tmp_path), "unused_lfs.py")
 
 
-def _synthetic_session(config, n=600, num_lfs=8, seed=0):
-    """A small session over random texts (words ``w0..w39`` leaning to the row's class)."""
+def test_open_never_runs_code_from_the_cache_and_checks_its_schema_version(corpus_files, tiny_model, tmp_path):
+    cache = tmp_path / "cache"
+    weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "out"), corpus_files["lfs"], "--cache_dir", str(cache)))
+    manifest_path = cache / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    marker = tmp_path / "pwned"
+    manifest["snapshot"]["lf_source"] = (
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transforms import labeling_function\n"
+        "@labeling_function()\ndef evil(x):\n    return 1\n"
+    )
+    manifest["snapshot"]["lf_fingerprints"]["has_link"] = "not-the-fingerprint"
+    manifest_path.write_text(json.dumps(manifest))
+    session = Session.open(str(cache), corpus_files["lfs"])
+    assert not marker.exists()  # the cache's LF source is data, never executed
+    assert session.lf_names == load_lf_set(corpus_files["lfs"]).names  # the named file's LFs
+    assert session.applied_on_open == ["has_link"]  # its recorded fingerprint differs: re-applied
+    assert "pwned" in session.cached_lf_source  # kept for display only
+    assert session.relabel(refit="full").lf_table[1]["name"] == "has_link"
+
+    manifest_path.write_text(json.dumps({**manifest, "schema_version": 0}))
+    with pytest.raises(ValueError, match="schema_version 0 .*reads schema_version 1"):
+        Session.open(str(cache), corpus_files["lfs"])
+    manifest_path.write_text(json.dumps(manifest))
+    (embeddings_manifest,) = cache.glob("embeddings/*/manifest.json")
+    embeddings_manifest.write_text(json.dumps({**json.loads(embeddings_manifest.read_text()), "schema_version": 0}))
+    with pytest.raises(ValueError, match="embeddings manifest .*schema_version 0"):
+        Session.open(str(cache), corpus_files["lfs"])
+
+
+def test_lf_failures_are_counted_sampled_and_shown():
+    session = _synthetic_session(LabelerConfig(end_model=False))
+
+    @labeling_function()
+    def fragile(x):
+        if x["text"].startswith("w1"):
+            raise KeyError("boom")
+        return 2 if x["text"].startswith("w2") else ABSTAIN  # 2: invalid for 2 classes
+
+    session.set_lf(fragile)
+    rows = session.texts.to_pylist()
+    expected = sum(text.startswith(("w1", "w2")) for text in rows)
+    assert expected > 0 and session.lf_failures["fragile"] == expected
+    samples = session.lf_failure_samples["fragile"]
+    assert len(samples) == min(expected, 20) and samples[0]["id"] < samples[-1]["id"]
+    assert {sample["cause"] for sample in samples} <= {"exception", "invalid_value"}
+    result = session.relabel(refit="full")
+    assert result.lf_table[-1]["failures"] == expected
+    assert f"LF failures (abstained there): fragile {expected}" in result.format()
+    session.remove_lf("fragile")
+    assert "fragile" not in session.lf_failures
+
+
+def _synthetic_session(config, n=600, num_lfs=8, seed=0, positive_rate=None, biased_lfs=0, separation=2.0):
+    """A small session over random texts (words ``w0..w39`` leaning to the row's class).
+
+    ``positive_rate`` makes class 1 rarer, ``biased_lfs`` extra LFs vote class 0 on words of
+    class 1 and ``separation`` is how far the embeddings of the classes lie apart: together
+    they make the end model under-predict class 1, so that class offsets are chosen.
+    """
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
+    y = rng.integers(0, 2, n) if positive_rate is None else (rng.random(n) < positive_rate).astype(int)
     words = np.where(rng.random((n, 6)) < 0.7, 2 * rng.integers(0, 20, (n, 6)) + y[:, None],
                      rng.integers(0, 40, (n, 6)))  # fmt: skip
     texts = pa.array([" ".join(f"w{w}x" for w in row) for row in words])
@@ -114,7 +177,8 @@ def _synthetic_session(config, n=600, num_lfs=8, seed=0):
     dev = rng.random(n) < 0.3
     tune = dev & (rng.random(n) < 0.5)
     lfs = [keyword_lf(f"kw_{j}", [f"w{j}x"], j % 2) for j in range(num_lfs)]
-    embeddings = (rng.normal(size=(n, 16)) + 2 * y[:, None]).astype(np.float32)
+    lfs += [keyword_lf(f"bias_{j}", [f"w{2 * j + 21}x"], 0) for j in range(biased_lfs)]
+    embeddings = (rng.normal(size=(n, 16)) + separation * y[:, None]).astype(np.float32)
     return Session(
         ids=np.asarray([f"d{i:05d}" for i in range(n)]), texts=texts, fields_json=None,
         gold=np.where(tune, y, -1), eval_gold=np.where(dev, y, -1),
@@ -163,3 +227,69 @@ def test_fast_refit_labels_equal_label_batch_of_its_fitted_labeler_with_the_pinn
     np.testing.assert_array_equal(fast.labels.label, expected.label)
     with pytest.raises(ValueError, match="refit='slow' is unknown"):
         session.relabel(refit="slow")
+
+
+def test_fast_relabel_equals_the_full_refit_when_offsets_alpha_and_extension_are_chosen():
+    """The fast path scores through the labeler's one ``blend`` (class offsets included)."""
+    # Seeded data on which the gold rows choose class offsets, alpha != default and extension
+    # (two candidates, so that a change of the selection rules does not silently void the test).
+    for seed, biased_lfs in ((1, 3), (1, 4)):
+        session = _synthetic_session(
+            LabelerConfig(), n=1500, seed=seed, positive_rate=0.35, biased_lfs=biased_lfs, separation=1.25
+        )
+        full = session.relabel(refit="full")
+        fitted = full.fitted
+        end = fitted.end_model
+        if end.offsets is not None and np.any(end.offsets) and end.weight != DEFAULT_BLEND:
+            break
+    else:
+        pytest.fail("no seeded session chose class offsets and alpha != default: pick new seeds")
+    assert np.isfinite(fitted.thresholds).all()
+    again = session.relabel()  # no edit: the same labels as the full refit
+    assert again.refit == "fast"
+    np.testing.assert_array_equal(again.labels.label, full.labels.label)
+    np.testing.assert_allclose(again.labels.probs, full.labels.probs, atol=1e-6, rtol=0)
+    _edit(session)
+    fast = session.relabel()
+    assert fast.refit == "fast" and fast.fitted.end_model is fitted.end_model
+    expected = label_batch(fast.fitted, session.votes, session.nn_sim, session.nn_vote, session.embeddings)
+    np.testing.assert_array_equal(fast.labels.label, expected.label)
+    np.testing.assert_allclose(fast.labels.probs, expected.probs, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fast.labels.label_model_probs, expected.label_model_probs, atol=1e-6, rtol=0)
+
+
+WORD_LF_SOURCE = '''
+from transforms import ABSTAIN, labeling_function
+
+WORDS = ["w1x"]
+
+
+def tokens(x):
+    return {"text": x["text"], "tokens": x["text"].split()}
+
+
+@labeling_function(pre=[tokens])
+def has_word(x):
+    return 1 if any(word in x["tokens"] for word in WORDS) else ABSTAIN
+'''
+
+
+def test_editing_a_module_level_list_or_a_preprocessor_changes_the_fingerprint_and_the_votes(tmp_path):
+    session = _synthetic_session(LabelerConfig(end_model=False))
+    path = tmp_path / "lfs.py"
+    path.write_text(WORD_LF_SOURCE)
+    (first,) = load_lf_set(str(path)).lfs
+    session.set_lf(first)
+    before = session.votes[:, -1].copy()
+    assert changed_lfs(session, [*session.lfs]) == ([], [])
+    path.write_text(WORD_LF_SOURCE.replace('WORDS = ["w1x"]', 'WORDS = ["w1x", "w3x"]'))
+    (more_words,) = load_lf_set(str(path)).lfs
+    changed, removed = changed_lfs(session, [*session.lfs[:-1], more_words])
+    assert [lf.name for lf in changed] == ["has_word"] and removed == []
+    session.set_lf(more_words)
+    assert (session.votes[:, -1] != before).any()  # the new word's votes are in use
+    path.write_text(WORD_LF_SOURCE.replace('x["text"].split()', 'x["text"].split()[:1]'))
+    (first_token,) = load_lf_set(str(path)).lfs
+    assert lf_fingerprint(first_token) not in {lf_fingerprint(first), lf_fingerprint(more_words)}
+    path.write_text(WORD_LF_SOURCE)
+    assert lf_fingerprint(load_lf_set(str(path)).lfs[0]) == lf_fingerprint(first)

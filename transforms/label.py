@@ -22,8 +22,7 @@ from transforms.core.labeler import (
     FittedLabeler,
     LabelerConfig,
     choose_thresholds,
-    fit_end_model,
-    fit_label_model,
+    fit_models,
     label_batch,
     sample_priority,
     select_fit_sample,
@@ -72,26 +71,6 @@ def extend_record(record: Record, thresholds: np.ndarray) -> np.ndarray:
     )[0]
 
 
-def assemble_labeler(
-    lf_names: Sequence[str],
-    config: LabelerConfig,
-    sample: FitSample,
-    thresholds: np.ndarray,
-    stats: LabelStatistics,
-) -> FittedLabeler:
-    """Fits the label model and end model: steps 4 and 5 of the core's fit, in its order."""
-    label_model = fit_label_model(stats, sample, thresholds, config)
-    end_model = fit_end_model(sample, thresholds, label_model, config)
-    return FittedLabeler(
-        lf_names=tuple(lf_names),
-        cardinality=config.cardinality,
-        thresholds=thresholds,
-        label_model=label_model,
-        end_model=end_model,
-        config=config,
-    )
-
-
 class FitLabeler(beam.PTransform):
     """Records → tagged singletons ``sample``, ``thresholds``, ``stats``, ``raw_stats``, ``fitted``
     and ``examples`` (the run report's example documents, see :class:`SelectExamples`)."""
@@ -136,7 +115,7 @@ class FitLabeler(beam.PTransform):
             | "FitSeed" >> beam.Create([None])
             | "FitModels"
             >> beam.Map(
-                lambda _, sample, thresholds, stats: assemble_labeler(
+                lambda _, sample, thresholds, stats: fit_models(
                     self._lf_names, config, sample, thresholds, stats
                 ),
                 sample=beam.pvalue.AsSingleton(sample),

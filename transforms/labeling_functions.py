@@ -163,7 +163,7 @@ def _collect(module: ModuleType, spec: str, source: str) -> LFSet:
         if not found:
             raise ValueError(
                 f"--labeling_functions {spec!r} defines no labeling function: decorate functions "
-                "with @transforms.core.votes.labeling_function() at module level, or list them "
+                "with @transforms.labeling_function() at module level, or list them "
                 "in a module-level LFS sequence"
             )
         lfs = validate_lfs(found)

@@ -9,7 +9,7 @@ opinionated comment), each marked as such.
 
 import re
 
-from transforms.core.votes import ABSTAIN, labeling_function
+from transforms import ABSTAIN, labeling_function
 
 CLASS_NAMES = ("HAM", "SPAM")
 HAM, SPAM = 0, 1

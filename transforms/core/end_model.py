@@ -266,23 +266,29 @@ def ridge_on_rows(groups: Sequence[tuple[RidgeRows, float]], scale: float) -> En
     )
 
 
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    """``log(max(float64(probs), 1e-6))``: the log-probabilities :func:`blend` mixes."""
+    return np.log(np.maximum(np.asarray(probs, np.float64), 1e-6))
+
+
 def blend(
     lm: np.ndarray,
     em: np.ndarray,
     covered: np.ndarray,
     alpha: float,
     offsets: np.ndarray | None = None,
+    log_em: np.ndarray | None = None,
 ) -> np.ndarray:
     """``lm^(1-α) · em^α`` (normalised) on covered rows, ``em`` elsewhere; ``float32 [n, k]``.
     With ``offsets`` ``[k]``, every row is then multiplied by ``exp(offsets)`` and renormalised.
+    ``log_em``: :func:`log_probs` of ``em`` when the caller keeps it (a fixed end model).
 
     Computed in float64 and rounded to float32, so that a row's result does not depend on its
     position in the batch (numpy's SIMD and scalar ``exp``/``log`` may differ in the last bit).
     """
     lm64, em64 = np.asarray(lm, np.float64), np.asarray(em, np.float64)
-    mixed = np.exp(
-        (1 - alpha) * np.log(np.maximum(lm64, 1e-6)) + alpha * np.log(np.maximum(em64, 1e-6))
-    )
+    log_em = log_probs(em64) if log_em is None else log_em
+    mixed = np.exp((1 - alpha) * log_probs(lm64) + alpha * log_em)
     mixed /= mixed.sum(axis=1, keepdims=True)
     out = np.where(covered[:, None], mixed, em64)
     if offsets is not None:

@@ -18,8 +18,9 @@ module updates what depends on it in time proportional to what changed, not to `
   permuted LF set, found generically from the array fields' LF axes.
 * :class:`GroupedVotes`: the label matrix as vote-pattern codes of groups of LFs, so the label
   model's scores are ``m / g`` table lookups per row instead of ``m · k`` one-hot products;
-  :func:`posterior_from_scores`, :func:`blend_with_log` and :func:`row_argmax` turn them into
-  labels as :func:`transforms.core.labeler.label_batch` does (tested equal).
+  :func:`posterior_from_scores` and :func:`row_argmax` turn them into labels as
+  :func:`transforms.core.labeler.label_batch` does (tested equal; the blend with the end model
+  is the labeler's one :func:`~transforms.core.labeler.blend`).
 
 >>> votes = np.array([[1, -1, 0], [-1, -1, 1], [0, 0, -1]], np.int8)
 >>> stats = LabelStatistics.empty(3, 2).add(votes)
@@ -495,26 +496,3 @@ def _row_reduce(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
     for c in range(1, values.shape[1]):
         ufunc(out, values[:, c], out=out)
     return out
-
-
-def blend_with_log(
-    lm: np.ndarray, em: np.ndarray, log_em: np.ndarray, covered: np.ndarray, alpha: float
-) -> np.ndarray:
-    """:func:`transforms.core.labeler.blend` with the end model's log-probabilities given.
-
-    Args:
-        lm: ``float32 [n, k]`` label-model posteriors.
-        em: ``float32 [n, k]`` end-model probabilities.
-        log_em: ``log(max(float64(em), 1e-6))``, cached while the end model is fixed.
-        covered: ``bool [n]``.
-        alpha: The end model's weight.
-
-    Returns:
-        ``float32 [n, k]``.
-    """
-    mixed = np.log(np.maximum(np.asarray(lm, np.float64), 1e-6))
-    mixed *= 1 - alpha
-    mixed += alpha * log_em
-    np.exp(mixed, out=mixed)
-    mixed /= _row_reduce(np.add, mixed)[:, None]
-    return np.where(covered[:, None], mixed, np.asarray(em, np.float64)).astype(np.float32)

@@ -76,7 +76,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from transforms.core.end_model import EndModel, blend
+from transforms.core.end_model import EndModel, blend, log_probs
 from transforms.core.end_model_fit import EndModelData, choose_offsets, fit_end_model
 from transforms.core.extension import extend_votes
 from transforms.core.ids import stable_hash
@@ -113,7 +113,7 @@ __all__ = [
     "GOLD_WEIGHT_GRID", "LABEL_MODELS", "METRICS", "QUANTILE_GRID", "THRESHOLD_MODES",
     "EndModelData", "FitSample", "FittedLabeler", "LabelBatch", "LabelerConfig", "ScoredModel",
     "SelectionLoss", "blend", "choose_offsets", "choose_thresholds", "fit_end_model",
-    "fit_label_model", "fit_labeler", "label_batch", "quantile_thresholds", "sample_priority",
+    "fit_label_model", "fit_labeler", "fit_models", "label_batch", "log_probs", "quantile_thresholds", "sample_priority",
     "select_fit_sample", "select_label_model", "selection_loss",
 ]
 
@@ -394,10 +394,25 @@ def fit_labeler(
     for start in range(0, votes.shape[0], 65536):
         stop = start + 65536
         stats.add(extend_votes(votes[start:stop], nn_sim[start:stop], nn_vote[start:stop], thresholds))
+    return fit_models(names, config, sample, thresholds, stats)
+
+
+def fit_models(
+    lf_names: Sequence[str],
+    config: LabelerConfig,
+    sample: FitSample,
+    thresholds: np.ndarray,
+    stats: LabelStatistics,
+) -> FittedLabeler:
+    """Steps 4 and 5 of the fit: the label model, then the end model, as a :class:`FittedLabeler`.
+
+    The one place they are fitted: :func:`fit_labeler`, the Beam fit stage and the iterate
+    session's full refit all call it with their own sample, thresholds and statistics.
+    """
     label_model = fit_label_model(stats, sample, thresholds, config)
     end_model = fit_end_model(sample, thresholds, label_model, config)
     return FittedLabeler(
-        lf_names=names,
+        lf_names=tuple(lf_names),
         cardinality=config.cardinality,
         thresholds=thresholds,
         label_model=label_model,

@@ -17,104 +17,26 @@ from __future__ import annotations
 import dataclasses
 import threading
 import traceback
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from transforms.core.document import fresh_copy
 
-ABSTAIN: int = -1
-VOTE_DTYPE = np.int8
-
-Row = Mapping[str, Any]
+# The LF object and decorator live in transforms.core.lfs; importing them from here still works
+# (LF files written before the move).
+from transforms.core.lfs import (  # noqa: F401 - re-exported for existing LF files.
+    ABSTAIN,
+    VOTE_DTYPE,
+    LabelingFunction,
+    Row,
+    labeling_function,
+    validate_lfs,
+)
 
 # Set when the user interrupts the whole run (the CLI's SIGINT handler): then an LF call that
 # ends in KeyboardInterrupt stops the run instead of counting as that LF's failure.
 USER_INTERRUPT = threading.Event()
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelingFunction:
-    """A named function that votes a class in ``0..k-1`` or abstains (``-1``) on a row.
-
-    Compatible with Snorkel's ``LabelingFunction``: ``resources`` are passed as keyword
-    arguments, ``pre`` preprocessors map the row before ``f`` sees it.
-
-    Attributes:
-        name: Unique name of the LF; it names the column of its votes in every artifact.
-        f: The function ``f(row, **resources) -> int``.
-        resources: Keyword arguments passed to ``f`` on every call.
-        pre: Preprocessors applied to the row, in order, before ``f``.
-    """
-
-    name: str
-    f: Callable[..., int]
-    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    pre: Sequence[Callable[[Row], Row]] = ()
-
-    def __call__(self, row: Row) -> int:
-        for preprocess in self.pre:
-            row = preprocess(row)
-        return self.f(row, **self.resources)
-
-
-def labeling_function(
-    name: str | None = None,
-    resources: Mapping[str, Any] | None = None,
-    pre: Sequence[Callable[[Row], Row]] | None = None,
-) -> Callable[[Callable[..., int]], LabelingFunction]:
-    """Decorator that turns a function into a :class:`LabelingFunction`.
-
-    Args:
-        name: The LF's name; defaults to the function's ``__name__``.
-        resources: Keyword arguments passed to the function on every call.
-        pre: Preprocessors applied to the row before the function.
-
-    Returns:
-        A decorator producing a :class:`LabelingFunction`.
-    """
-
-    def decorate(f: Callable[..., int]) -> LabelingFunction:
-        return LabelingFunction(
-            name=name or f.__name__, f=f, resources=dict(resources or {}), pre=tuple(pre or ())
-        )
-
-    return decorate
-
-
-def validate_lfs(lfs: Sequence[LabelingFunction]) -> tuple[LabelingFunction, ...]:
-    """Checks an LF set before any data is read.
-
-    Args:
-        lfs: The labeling functions, in column order.
-
-    Returns:
-        The LFs as a tuple.
-
-    Raises:
-        ValueError: if the set is empty, holds a non-LF, or repeats a name.
-
-    >>> validate_lfs([])
-    Traceback (most recent call last):
-    ...
-    ValueError: the LF set is empty: define at least one @labeling_function
-    """
-    lfs = tuple(lfs)
-    if not lfs:
-        raise ValueError("the LF set is empty: define at least one @labeling_function")
-    for lf in lfs:
-        if not isinstance(lf, LabelingFunction):
-            raise ValueError(
-                f"{lf!r} is not a LabelingFunction: wrap it with @labeling_function()"
-            )
-    seen: set[str] = set()
-    duplicates = sorted({lf.name for lf in lfs if lf.name in seen or seen.add(lf.name)})
-    if duplicates:
-        raise ValueError(
-            f"duplicate LF names {duplicates}: every LF needs a unique name "
-            "(pass name= to @labeling_function)"
-        )
-    return lfs
 
 
 @dataclasses.dataclass(frozen=True)
