@@ -103,7 +103,8 @@ launch() {
   resolve_bucket
   local name job_name flags
   for name in $(required_parameters); do
-    printf '%s\n' "$@" | grep -q -- "^--$name=" || die "--$name=VALUE is required (templates/metadata.json)"
+    # No `printf | grep -q`: under pipefail, grep -q exiting first can fail printf with SIGPIPE.
+    [[ " $* " == *" --$name="* ]] || die "--$name=VALUE is required (templates/metadata.json)"
   done
   job_name="${JOB_NAME:-epoxy-beam-$(date -u +%Y%m%d-%H%M%S)}"
   [[ "$job_name" =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ && ${#job_name} -le 63 ]] \

@@ -11,7 +11,9 @@ from transforms.core.label_models import (
     fit_triplet,
     majority_vote_model,
     triplet_accuracies,
+    triplet_identified,
 )
+from transforms.core.labeler import LabelerConfig, select_label_model
 from transforms.core.statistics import LabelStatistics
 
 
@@ -95,3 +97,37 @@ def test_json_round_trip_and_majority_vote_ties():
     np.testing.assert_allclose(again.predict_proba(votes), model.predict_proba(votes), rtol=1e-6)
     mv = majority_vote_model(3, 3).predict_proba(np.array([[0, 1, -1], [-1, -1, -1], [2, 2, 0]]))
     np.testing.assert_allclose(mv, [[0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [0, 0, 1]])
+
+
+def test_disjoint_lfs_are_not_identified_and_auto_falls_back_to_majority_vote():
+    # A perfect ZERO detector that never votes with the two (overlapping) ONE detectors, as in
+    # examples/digits: zero moments of pairs that never co-vote are no evidence of accuracy 0.5.
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 3000)
+    zero = np.where((y == 0) & (rng.random(y.size) < 0.5), 0, -1)
+    one_a = np.where((y == 1) & (rng.random(y.size) < 0.6), 1, -1)
+    one_b = np.where((y == 1) & (rng.random(y.size) < 0.6), 1, -1)
+    votes = np.stack([zero, one_a, one_b], axis=1).astype(np.int8)
+    stats = LabelStatistics.empty(3, 2).add(votes)
+    np.testing.assert_allclose(triplet_accuracies(stats), DEFAULT_ACCURACY)
+    assert not triplet_identified(stats).any()
+    no_gold = np.zeros((0, 3), np.int8), np.zeros(0, int)
+    chosen = select_label_model(stats, *no_gold, LabelerConfig()).model
+    assert chosen.kind == "majority_vote"
+    covered = (votes >= 0).any(1)
+    assert (chosen.predict_proba(votes)[covered].argmax(1) == y[covered]).all()
+    y, votes = _synthetic(n=3000, seed=7)  # overlapping LFs: triplet, as before
+    stats = LabelStatistics.empty(5, 2).add(votes)
+    assert triplet_identified(stats).all()
+    assert select_label_model(stats, *no_gold, LabelerConfig()).model.kind == "triplet"
+
+
+def test_class_balance_from_vote_shares_for_one_class_lfs():
+    # SMS-like: 13% positives, every LF votes one class only.
+    rng = np.random.default_rng(8)
+    y = (rng.random(5000) < 0.13).astype(int)
+    cols = [np.where((y == 1) & (rng.random(y.size) < 0.4), 1, -1) for _ in range(4)]
+    cols += [np.where((y == 0) & (rng.random(y.size) < 0.4), 0, -1) for _ in range(4)]
+    stats = LabelStatistics.empty(8, 2).add(np.stack(cols, axis=1).astype(np.int8))
+    pi = fit_triplet(stats).class_balance
+    assert abs(pi[1] - 0.13) < 0.03

@@ -26,7 +26,7 @@ NUM_NEIGHBOURS = 5
 DIM = 8
 
 LF_SOURCE = '''
-from transforms.core.votes import ABSTAIN, labeling_function
+from transforms import ABSTAIN, labeling_function
 
 
 @labeling_function()

@@ -32,7 +32,7 @@ from transforms.images import (
 from transforms.models.tiny_image import build_tiny_image_model
 
 LF_SOURCE = '''
-from transforms.core.votes import ABSTAIN, labeling_function
+from transforms import ABSTAIN, labeling_function
 
 
 @labeling_function()

@@ -7,7 +7,7 @@ numbers picked by eye from a few images, not fitted to the gold labels.
 
 import numpy as np
 
-from transforms.core.votes import ABSTAIN, labeling_function
+from transforms import ABSTAIN, labeling_function
 
 CLASS_NAMES = ("ZERO", "ONE")
 ZERO, ONE = 0, 1

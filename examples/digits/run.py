@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = [
     "--input", os.path.join(HERE, "data", "digits.parquet"),
     "--labeling_functions", os.path.join(HERE, "labeling_functions.py"),
-    "--num_neighbours", "10", "--label_model", "majority_vote", "--runner=FnApiRunner",
+    "--num_neighbours", "10", "--runner=FnApiRunner",
 ]  # fmt: skip
 
 

@@ -34,7 +34,9 @@ Default label model (``label_model="auto"``): with enough gold rows, the better 
 and ``moments`` if it beats the default ``naive_bayes``: majority vote's assumption (every LF
 equally accurate) refined LF by LF by the gold rows — unlike hard majority vote its posteriors
 are soft, so the end model can overrule a vote the gold rows show to be unreliable. Without
-enough gold rows: ``triplet`` for binary tasks and majority vote for multi-class ones (the
+enough gold rows: ``triplet`` for binary tasks whose LFs overlap enough for the triplets to
+identify at least 3 LFs' accuracies (:func:`~transforms.core.label_models.triplet_identified`;
+LFs that never overlap give majority vote), and majority vote for multi-class ones (the
 unsupervised multi-class estimates are worse than majority vote on TREC, SemEval and ChemProt:
 ``benchmarks/README.md``).
 
@@ -86,6 +88,7 @@ from transforms.core.label_models import (
     fit_naive_bayes,
     fit_triplet,
     majority_vote_model,
+    triplet_identified,
 )
 from transforms.core.labeler_config import (
     BLEND_GRID,
@@ -321,7 +324,9 @@ def select_label_model(
     if stats.num_lfs < 3:
         return scored(mv)
     if gold.shape[0] < config.min_gold:
-        return scored(_fit_kind("triplet", stats, gold_votes, gold, config) if stats.cardinality == 2 else mv)
+        identified = triplet_identified(stats).sum() >= 3
+        use_triplet = stats.cardinality == 2 and identified
+        return scored(_fit_kind("triplet", stats, gold_votes, gold, config) if use_triplet else mv)
     candidates = {
         kind: scored(_fit_kind(kind, stats, gold_votes, gold, config))
         for kind in (GOLD_DEFAULT, *GOLD_CANDIDATES)
