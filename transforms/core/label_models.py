@@ -311,15 +311,16 @@ def precision_tables(
         vote_share: ``[m, k]`` share of each LF's votes that go to each class.
 
     >>> prec = precision_tables(np.array([[0.8, 0.8]]), np.array([0.4, 0.6]), np.array([[0.0, 1.0]]))
-    >>> round(float(prec[0, 1, 1]), 3)  # votes only class 1: right 0.7 of the time
-    0.7
+    >>> round(float(prec[0, 1, 1]), 3)  # votes only class 1: right 0.8 of the time
+    0.8
     """
     m, k = accuracies.shape
     pi = np.asarray(class_balance, np.float64)
     prec = np.empty((m, k, k))
     for c in range(k):
         q = np.maximum(vote_share[:, c], 1e-12)
-        joint = 0.5 * (q + pi[c] + accuracies[:, c] - 1.0)
+        a = accuracies[:, c]
+        joint = np.clip(0.5 * (q + pi[c] + a - 1.0), np.maximum(a + q - 1.0, 0.0), np.minimum(q, a))
         p_c = np.clip(joint / q, 1e-3, 1 - 1e-3)
         rest = np.delete(pi, c)
         spread = np.outer(1 - p_c, rest / rest.sum())
