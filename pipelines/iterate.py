@@ -37,7 +37,7 @@ import dataclasses
 import json
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from pipelines.relabel_result import RelabelResult, write_labels
 from transforms.cache_snapshot import read_snapshot
-from transforms.core.analysis import lf_analysis
+from transforms.core.analysis import lf_table
 from transforms.core.document import lf_row
 from transforms.core.extension import extend_votes
 from transforms.core.incremental import ReverseGraph, append_lf, drop_lf, reorder_lfs, replace_column
@@ -152,6 +152,10 @@ class Session:
         """The current LF names, in column order."""
         return [lf.name for lf in self.lfs]
 
+    def fields(self, row: int) -> dict[str, Any]:
+        """The other fields of document ``row`` (``{}`` when the cache holds none)."""
+        return json.loads(self._fields_json[row]) if self._fields_json else {}
+
     def fingerprint(self, name: str) -> str | None:
         """The fingerprint of the session's LF ``name`` (``None`` if there is none)."""
         return self._fingerprints.get(name)
@@ -214,8 +218,7 @@ class Session:
         out = np.empty(len(texts), VOTE_DTYPE)
         count, samples = 0, []
         for i, (doc_id, text) in enumerate(zip(self.ids, texts)):
-            fields = json.loads(self._fields_json[i]) if self._fields_json else {}
-            row = lf_row({"id": str(doc_id), "text": text, "fields": fields})
+            row = lf_row({"id": str(doc_id), "text": text, "fields": self.fields(i)})
             votes, failures = apply_lfs([lf], row, self.config.cardinality)
             out[i] = votes[0]
             count += len(failures)
@@ -327,12 +330,11 @@ class Session:
             refit = "full"
             fitted, labels, stats = self._relabel_full()
         dev = self._dev_rows
-        table = lf_analysis(
-            self.lf_names, self.raw_stats, extended=stats, label_model=fitted.label_model,
-            gold_votes=self.votes[dev], gold=self.eval_gold[dev],
+        table = lf_table(
+            self.lf_names, self.raw_stats, stats, label_model=fitted.label_model,
+            thresholds=fitted.thresholds, gold_votes=self.votes[dev], gold=self.eval_gold[dev],
+            failures=self.lf_failures,
         )  # fmt: skip
-        for row in table:
-            row["failures"] = int(self.lf_failures.get(row["name"], 0))
         metrics = self._metrics(labels.label)
         return RelabelResult(self.ids, labels, fitted, table, metrics, time.perf_counter() - start, refit)
 

@@ -22,7 +22,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from transforms.core.display import split_thumbnail
+from pipelines.rendering import LF_COLUMNS, class_label, document_html, format_value, is_missing
 
 REPORT_FILE = "report.html"
 # Matplotlib settings: text stays text (searchable, small), ids are deterministic.
@@ -51,14 +51,6 @@ def _e(value: Any) -> str:
 def _plain(text: Any) -> str:
     """Text matplotlib shows literally (``$`` would start mathtext)."""
     return str(text).replace("$", r"\$")
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _svg(figure: Figure) -> str:
@@ -100,7 +92,7 @@ def plot_accuracy(lfs: Sequence[Mapping[str, Any]]) -> Figure | None:
     rows = [
         lf
         for lf in lfs
-        if lf["empirical_accuracy"] is not None and np.isfinite(lf["estimated_accuracy"])
+        if not is_missing(lf["empirical_accuracy"]) and not is_missing(lf["estimated_accuracy"])
     ]
     if not rows:
         return None
@@ -227,34 +219,37 @@ def _plot_section(figure_id: str, title: str, make: Callable[[], Figure | None],
     )
 
 
+# (key of summary["rows"], label) of the run facts, shown when the summary has them.
+_ROW_FACTS = (
+    ("input", "input rows"),
+    ("documents", "documents"),
+    ("labelled", "labelled"),
+    ("dead_letter", "dead letter"),
+)
+
+
 def _facts_table(summary: Mapping[str, Any]) -> str:
     options = summary.get("options", {})
     rows = summary["rows"]
     run = summary.get("run", {})
-    facts: list[tuple[str, Any]] = [
-        ("input", options.get("input", "")),
-        ("dev input files", options.get("dev_input") or "–"),
-        ("input rows", rows["input"]),
-        ("documents", rows["documents"]),
-        ("labelled", rows["labelled"]),
-        ("dead letter", rows["dead_letter"]),
-    ]
-    facts += [(f"dead letter: {cause}", count) for cause, count in rows["dead_letter_by_cause"].items()]
+    facts: list[tuple[str, Any]] = []
+    if "input" in options:
+        facts += [("input", options["input"]), ("dev input files", options.get("dev_input") or "–")]
+    facts += [(label, rows[key]) for key, label in _ROW_FACTS if key in rows]
+    facts += [(f"dead letter: {cause}", count) for cause, count in rows.get("dead_letter_by_cause", {}).items()]
+    if "accounted" in rows:
+        facts.append(("every row accounted for", rows["accounted"]))
     facts += [
-        ("every row accounted for", rows["accounted"]),
         ("covered before / after extension", f"{rows['covered_before_extension']} / {rows['covered']}"),
-        ("model", options.get("model", "")),
-        ("model fingerprint", summary.get("model_fingerprint", "")),
+        *([("model", options["model"])] if "model" in options else []),
+        *([("model fingerprint", summary["model_fingerprint"])] if "model_fingerprint" in summary else []),
         ("label model", summary["label_model"]["kind"]),
         ("end model", _end_model_fact(summary["label_model"])),
     ]
-    known = {
-        "input", "documents", "labelled", "dead_letter", "dead_letter_by_cause", "accounted",
-        "covered", "covered_before_extension",
-    }  # fmt: skip
+    known = {key for key, _ in _ROW_FACTS} | {"dead_letter_by_cause", "accounted", "covered", "covered_before_extension"}
     facts += [(key.replace("_", " "), value) for key, value in rows.items() if key not in known]
     facts += [(key.replace("_", " "), value) for key, value in run.items()]
-    body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(_fmt(value))}</td></tr>" for name, value in facts)
+    body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(format_value(value))}</td></tr>" for name, value in facts)
     return f'<table id="run-facts" class="facts">{body}</table>'
 
 
@@ -265,52 +260,33 @@ def _stages_table(summary: Mapping[str, Any]) -> str:
         return ""
     head = "<tr><th>stage</th><th>rows</th><th>first output (s)</th><th>done (s)</th></tr>"
     body = "".join(
-        f"<tr><td>{_e(s['stage'])}</td><td>{_e(_fmt(s['rows']))}</td>"
-        f"<td>{_e(_fmt(s['first_s']))}</td><td>{_e(_fmt(s['done_s']))}</td></tr>"
+        f"<tr><td>{_e(s['stage'])}</td><td>{_e(format_value(s['rows']))}</td>"
+        f"<td>{_e(format_value(s['first_s']))}</td><td>{_e(format_value(s['done_s']))}</td></tr>"
         for s in stages
     )
     return f'<table id="stages" class="facts">{head}{body}</table>'
 
 
-# (summary key, header, kind) of the LF table's columns.
-LF_COLUMNS = (
-    ("lf", "LF", "text"),
-    ("polarity", "Polarity", "text"),
-    ("coverage", "Coverage", "share"),
-    ("coverage_extended", "Coverage (extended)", "share"),
-    ("overlaps", "Overlaps", "share"),
-    ("conflicts", "Conflicts", "share"),
-    ("correct", "Correct", "int"),
-    ("incorrect", "Incorrect", "int"),
-    ("empirical_accuracy", "Emp. Acc.", "share"),
-    ("estimated_accuracy", "Est. Acc.", "share"),
-    ("threshold", "Threshold", "share"),
-    ("failures", "Failures", "int"),
-)
-
-
 def _lf_cell(lf: Mapping[str, Any], key: str, kind: str, class_names: Sequence[str]) -> str:
-    value = lf[key]
-    if key == "polarity":
-        shown = ", ".join(class_names[c] if c < len(class_names) else str(c) for c in value)
+    """A cell: the shown text (:func:`~pipelines.rendering.format_value`) and, for sorting,
+    ``data-value`` (the exact number, ``""`` when missing)."""
+    shown = format_value(lf[key], kind, class_names)
+    if kind in ("text", "classes"):
         return f'<td data-value="{_e(shown)}">{_e(shown)}</td>'
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return '<td data-value="">–</td>'
-    if kind == "text":
-        return f'<td data-value="{_e(value)}">{_e(value)}</td>'
-    shown = f"{value:.3f}" if kind == "share" else str(value)
-    return f'<td class="num" data-value="{_e(repr(value))}">{_e(shown)}</td>'
+    if is_missing(lf[key]):
+        return f'<td data-value="">{_e(shown)}</td>'
+    return f'<td class="num" data-value="{_e(repr(lf[key]))}">{_e(shown)}</td>'
 
 
 def _lf_table(summary: Mapping[str, Any]) -> str:
     class_names = summary["class_names"]
     head = "".join(
-        f'<th data-key="{key}" data-kind="{kind}" title="click to sort">{_e(header)}</th>'
-        for key, header, kind in LF_COLUMNS
+        f'<th data-key="{c.key}" data-kind="{c.kind}" title="click to sort">{_e(c.header)}</th>'
+        for c in LF_COLUMNS
     )
     body = "".join(
         f'<tr data-lf="{_e(lf["lf"])}">'
-        + "".join(_lf_cell(lf, key, kind, class_names) for key, _, kind in LF_COLUMNS)
+        + "".join(_lf_cell(lf, c.key, c.kind, class_names) for c in LF_COLUMNS)
         + "</tr>"
         for lf in summary["lfs"]
     )
@@ -355,13 +331,9 @@ def _metrics_section(summary: Mapping[str, Any]) -> str:
 
 
 def _example_item(entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
-    vote = entry["vote"]
-    label = class_names[vote] if 0 <= vote < len(class_names) else str(vote)
+    label = class_label(entry["vote"], class_names)
     text = f'<li class="example"><span class="vote">{_e(label)}</span> <code>{_e(entry["id"])}</code> '
-    thumbnail, shown = split_thumbnail(str(entry.get("text", "")))
-    if thumbnail:
-        text += f'<img class="thumbnail" alt="" src="{_e(thumbnail)}"> '
-    text += f'<q class="text">{_e(shown)}</q>'
+    text += document_html(str(entry.get("text", "")))
     if "similarity" in entry:
         source = entry.get("source_id")
         text += (
@@ -369,10 +341,7 @@ def _example_item(entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
             f"(cosine {entry['similarity']:.3f})"
         )
         if entry.get("source_text") is not None:
-            source_thumbnail, source_shown = split_thumbnail(str(entry["source_text"]))
-            if source_thumbnail:
-                text += f' <img class="thumbnail" alt="" src="{_e(source_thumbnail)}">'
-            text += f' <q class="text">{_e(source_shown)}</q>'
+            text += " " + document_html(str(entry["source_text"]))
         text += "</div>"
     return text + "</li>"
 
@@ -437,7 +406,7 @@ _SCRIPT = """
     rows.sort(function (a, b) {
       var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
       if (x === "" || y === "") { return (x === "") - (y === ""); }
-      if (kind !== "text") { return sign * (parseFloat(x) - parseFloat(y)); }
+      if (kind === "share" || kind === "int") { return sign * (parseFloat(x) - parseFloat(y)); }
       return sign * x.localeCompare(y);
     });
     rows.forEach(function (row) { body.appendChild(row); });
@@ -484,7 +453,7 @@ def render_report(summary: Mapping[str, Any], extras: ReportExtras | None = None
                           "(majority vote)."),
             _plot_section("plot-threshold-sweep", "Extension threshold sweep",
                           lambda: plot_threshold_sweep(summary.get("threshold_sweep")),
-                          "Extension is off: no threshold sweep."),
+                          "No threshold sweep: extension is off, or the sweep was not computed."),
             _plot_section("plot-class-balance", "Class balance and confidence",
                           lambda: plot_class_balance(summary), ""),
             _plot_section("plot-lf-pairs", "LF overlaps and conflicts",

@@ -83,7 +83,7 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
         assert int(result.labels.label[i]) == full[doc_id]["label"], doc_id
         np.testing.assert_allclose(result.labels.probs[i], full[doc_id]["probs"], atol=1e-4)
     assert set(result.metrics) == {"tune", "holdout"}
-    assert [row["name"] for row in result.lf_table][-1] == "has_free"
+    assert [row["lf"] for row in result.lf_table][-1] == "has_free"
     again = session.relabel(refit="fast")  # no edit since the full fit: the same labels
     assert again.refit == "fast"
     np.testing.assert_array_equal(again.labels.label, result.labels.label)
@@ -122,7 +122,7 @@ def test_open_never_runs_code_from_the_cache_and_checks_its_schema_version(corpu
     assert session.lf_names == load_lf_set(corpus_files["lfs"]).names  # the named file's LFs
     assert session.applied_on_open == ["has_link"]  # its recorded fingerprint differs: re-applied
     assert "pwned" in session.cached_lf_source  # kept for display only
-    assert session.relabel(refit="full").lf_table[1]["name"] == "has_link"
+    assert session.relabel(refit="full").lf_table[1]["lf"] == "has_link"
 
     manifest_path.write_text(json.dumps({**manifest, "schema_version": 0}))
     with pytest.raises(ValueError, match="schema_version 0 .*reads schema_version 1"):

@@ -14,7 +14,8 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import weak_label
-from pipelines.report import LF_COLUMNS, ReportExtras, render_report
+from pipelines.rendering import LF_COLUMNS
+from pipelines.report import ReportExtras, render_report
 from pipelines.summary import RunCounts, build_summary
 from tests.conftest import LF_SOURCE, make_corpus
 from transforms.core.diagnostics import (
@@ -136,7 +137,7 @@ def _assert_table_matches(page: str, summary: dict) -> None:
     table = _parse_lf_table(page)
     assert [row["lf"] for row in table] == [lf["lf"] for lf in summary["lfs"]]
     for row, lf in zip(table, summary["lfs"]):
-        for key, _, kind in LF_COLUMNS:
+        for key in (c.key for c in LF_COLUMNS):
             if key in ("lf", "polarity"):
                 continue
             if lf[key] is None or lf[key] != lf[key]:  # None or NaN
@@ -181,7 +182,7 @@ def test_missing_sections_render_as_notes(summary):
             if key not in ("metrics", "threshold_sweep", "confidence", "examples", "lf_pairs")}  # fmt: skip
     bare["lfs"] = [dict(lf, empirical_accuracy=None) for lf in summary["lfs"]]
     page = render_report(bare)
-    assert "No dev labels" in page and "Extension is off" in page
+    assert "No dev labels" in page and "No threshold sweep" in page
     assert "No empirical accuracy" in page and "No examples were gathered" in page
 
 

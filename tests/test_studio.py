@@ -73,13 +73,13 @@ def test_requests_need_the_token_a_local_host_and_the_same_origin(client):
 
 def test_a_quick_keyword_lf_changes_the_table_and_metrics_and_shows_gained_examples(client, studio):
     before = _get(client, "/api/state").get_json()
-    assert [row["name"] for row in before["lf_table"]] == [f"kw_{j}" for j in range(8)]
+    assert [row["lf"] for row in before["lf_table"]] == [f"kw_{j}" for j in range(8)]
     assert before["applied"] == []  # the file's LFs are the session's: nothing re-applied
     response = client.post("/api/quick_lf", headers={"X-Studio-Token": TOKEN},
                            json={"kind": "keyword", "name": "kw_extra", "words": "w9x, w11x", "label": "1"})
     state = response.get_json()
     assert response.status_code == 200 and state["applied"] == ["kw_extra"]
-    assert state["lf_table"][-1]["name"] == "kw_extra" and state["refit"] == "fast"
+    assert state["lf_table"][-1]["lf"] == "kw_extra" and state["refit"] == "fast"
     assert "kw_extra = keyword_lf('kw_extra', ['w9x', 'w11x'], 1)" in Path(studio.lf_path).read_text()
     assert state["metrics"]["tune"]["delta_accuracy"] is not None and state["changed_count"] >= 0
     details = _get(client, "/api/lf/kw_extra").get_json()
