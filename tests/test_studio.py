@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from pipelines import weak_label
 from pipelines.studio import Studio, create_app, quick_lf_line, serve, with_quick_lf
+from tests.test_images import LF_SOURCE as IMAGE_LFS  # LFs over a "brightness" field
 from tests.test_iterate import _argv, _synthetic_session
 from transforms.core.labeler import LabelerConfig
 
@@ -124,28 +126,49 @@ def _chrome(profile: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-@pytest.mark.chromium
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
     reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)",
 )
+
+
+@contextlib.contextmanager
+def _browse(studio: Studio, profile: Path, lf_rows: int):
+    """Serves ``studio``, opens its page in headless Chromium once the LF table has ``lf_rows``
+    rows, yields ``(driver, wait)``; afterwards checks the page logged no console error."""
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = serve(studio)
+    driver = _chrome(profile)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        wait = WebDriverWait(driver, 30)
+        driver.get(server.url)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lf_table tr.lf")) == lf_rows)
+        yield driver, wait
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+        server.stop()
+
+
+@pytest.mark.chromium
+@needs_chromium
 def test_studio_in_headless_chromium(corpus_files, tiny_model, tmp_path):
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     from pipelines.iterate import Session
 
     cache = str(tmp_path / "cache")
     weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "out"), corpus_files["lfs"], "--cache_dir", cache))
     session = Session.open(cache, corpus_files["lfs"])
-    server = serve(Studio(session, corpus_files["lfs"], str(tmp_path / "export")))
-    driver = _chrome(tmp_path / "profile")
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        wait = WebDriverWait(driver, 30)
-        driver.get(server.url)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lf_table tr.lf")) == 6)
+    studio = Studio(session, corpus_files["lfs"], str(tmp_path / "export"))
+    with _browse(studio, tmp_path / "profile", lf_rows=6) as (driver, wait):
         metrics_before = driver.find_element(By.ID, "metrics").text
         driver.save_screenshot(str(ARTIFACTS / "studio_loaded.png"))
 
@@ -165,11 +188,6 @@ def test_studio_in_headless_chromium(corpus_files, tiny_model, tmp_path):
         source = driver.find_element(By.CSS_SELECTOR, "#gained .doc .source").text
         assert source.startswith("from neighbour doc") and "similarity" in source
         driver.save_screenshot(str(ARTIFACTS / "studio_gained.png"))
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert errors == [], errors
-    finally:
-        driver.quit()
-        server.stop()
 
 
 def test_studio_command_names_a_missing_file_or_cache(tmp_path, capsys):
@@ -185,18 +203,6 @@ def test_studio_command_names_a_missing_file_or_cache(tmp_path, capsys):
 
 # ---------------------------------------------------------------- non-text documents
 
-NON_TEXT_LFS = '''from transforms import ABSTAIN, labeling_function
-
-
-@labeling_function()
-def bright(x):
-    return 1 if x.brightness > 0.6 else ABSTAIN
-
-
-@labeling_function()
-def dark(x):
-    return 0 if x.brightness < 0.4 else ABSTAIN
-'''
 MARKUP = '<img src=x onerror="document.title=1"><b id="xss-marker">frame</b>'
 
 
@@ -231,7 +237,7 @@ def image_studio(tmp_path):
     sims = np.sort(rng.uniform(0.5, 0.95, neighbours.shape), axis=1)[:, ::-1].astype(np.float32)
     dev = rng.random(n) < 0.3
     path = tmp_path / "image_lfs.py"
-    path.write_text(NON_TEXT_LFS)
+    path.write_text(IMAGE_LFS)
     session = Session(
         ids=np.asarray([f"frame{i:03d}" for i in range(n)]), texts=pa.array([""] * n), fields_json=fields,
         gold=np.where(dev, y, -1), eval_gold=np.where(dev, y, -1), split=np.where(dev, "tune", "corpus"),
@@ -259,22 +265,12 @@ def test_non_text_documents_show_their_id_fields_and_a_thumbnail(image_studio):
 
 
 @pytest.mark.chromium
-@pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)",
-)
+@needs_chromium
 def test_non_text_documents_in_headless_chromium(image_studio, tmp_path):
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    server = serve(image_studio)
-    driver = _chrome(tmp_path / "profile")
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        wait = WebDriverWait(driver, 30)
-        driver.get(server.url)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lf_table tr.lf")) == 2)
+    with _browse(image_studio, tmp_path / "profile", lf_rows=2) as (driver, wait):
         driver.find_element(By.CSS_SELECTOR, "#lf_table tr[data-lf='bright']").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gained .doc .source img.thumbnail"))
         images = driver.find_elements(By.CSS_SELECTOR, "#lf_details .doc img.thumbnail")
@@ -285,8 +281,3 @@ def test_non_text_documents_in_headless_chromium(image_studio, tmp_path):
         assert driver.find_elements(By.ID, "xss-marker") == [] and driver.title == "epoxy-beam LF studio"
         assert 'note=<img src=x onerror="document.title=1">' in doc.text  # markup in a field shows as text
         driver.save_screenshot(str(ARTIFACTS / "studio_non_text.png"))
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert errors == [], errors
-    finally:
-        driver.quit()
-        server.stop()
