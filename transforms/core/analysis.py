@@ -91,15 +91,10 @@ def lf_table(
     counts = raw.class_counts
     coverage = counts.sum(axis=1) / n
     coverage_extended = None if extended is None else extended.coverage_counts / max(extended.n, 1)
-    if gold_votes is None or gold is None:
-        gold_votes, gold = np.full((0, m), ABSTAIN, np.int8), np.zeros(0, np.int64)
-    gold_votes = np.asarray(gold_votes).reshape(-1, m)
-    voted = gold_votes != ABSTAIN
-    correct = (voted & (gold_votes == np.asarray(gold)[:, None])).sum(axis=0)
+    dev_votes, correct = _dev_counts(gold_votes, gold, m)
     failures = failures or {}
     rows = []
     for j, name in enumerate(lf_names):
-        dev_votes = int(voted[:, j].sum())
         threshold = None if thresholds is None else float(thresholds[j])
         rows.append({
             "lf": name,
@@ -109,10 +104,19 @@ def lf_table(
             "overlaps": float(raw.overlaps[j] / n),
             "conflicts": float(raw.conflicts[j] / n),
             "correct": int(correct[j]),
-            "incorrect": dev_votes - int(correct[j]),
-            "empirical_accuracy": float(correct[j] / dev_votes) if dev_votes else None,
+            "incorrect": int(dev_votes[j] - correct[j]),
+            "empirical_accuracy": float(correct[j] / dev_votes[j]) if dev_votes[j] else None,
             "estimated_accuracy": None if label_model is None else float(label_model.accuracies[j]),
             "threshold": threshold if threshold is not None and np.isfinite(threshold) else None,
             "failures": int(failures.get(name, 0)),
         })  # fmt: skip
     return rows
+
+
+def _dev_counts(gold_votes: np.ndarray | None, gold: np.ndarray | None, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(votes, correct votes)`` per LF on the gold rows (zeros without gold rows)."""
+    if gold_votes is None or gold is None:
+        return np.zeros(m, np.int64), np.zeros(m, np.int64)
+    gold_votes = np.asarray(gold_votes).reshape(-1, m)
+    voted = gold_votes != ABSTAIN
+    return voted.sum(axis=0), (voted & (gold_votes == np.asarray(gold)[:, None])).sum(axis=0)
