@@ -135,7 +135,8 @@ class Session:
         self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
         for j in range(votes.shape[1]):
             self.nn_sim[:, j], self.nn_vote[:, j] = self.graph.nearest_voters(self.votes[:, j])
-        self.raw_stats = _statistics(self.votes, config.cardinality)
+        # None while the session has no LF (a cache whose every column is stale, or all removed).
+        self.raw_stats: LabelStatistics | None = _statistics(self.votes, config.cardinality) if self.lfs else None
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
         self._gold_rows = self._sample_rows[sample.gold >= 0]
@@ -249,7 +250,8 @@ class Session:
             self.lfs.append(lf)
             self.votes, self.nn_sim, self.nn_vote = (append_column(a) for a in (self.votes, self.nn_sim, self.nn_vote))
             self.votes[:, j] = -1
-            self.raw_stats = append_lf(self.raw_stats)
+            self.raw_stats = append_lf(self.raw_stats) if self.raw_stats is not None else (
+                _statistics(self.votes, self.config.cardinality))  # fmt: skip
             if self._fast is not None:
                 self._fast.append_lf()
         changed = np.flatnonzero(self.votes[:, j] != column)
@@ -274,13 +276,10 @@ class Session:
         del self._fingerprints[name]
         self.lf_failures.pop(name, None)
         self.lf_failure_samples.pop(name, None)
-        if self.lfs:
-            self.raw_stats = drop_lf(self.raw_stats, self.votes, j)
+        self.raw_stats = drop_lf(self.raw_stats, self.votes, j) if self.lfs else None
         self.votes, self.nn_sim, self.nn_vote = (
             np.asfortranarray(np.delete(a, j, axis=1)) for a in (self.votes, self.nn_sim, self.nn_vote)
         )
-        if not self.lfs:
-            self.raw_stats = _statistics(self.votes, self.config.cardinality)
         if self._fast is not None:
             self._fast = self._fast.drop_lf(j) if self.lfs else None
 
