@@ -74,7 +74,9 @@ def _facts_table(summary: Mapping[str, Any]) -> str:
         ("label model", summary["label_model"]["kind"]),
         ("end model", _end_model_fact(summary["label_model"])),
     ]
-    known = {key for key, _ in _ROW_FACTS} | {"dead_letter_by_cause", "accounted", "covered", "covered_before_extension"}
+    known = {key for key, _ in _ROW_FACTS} | {
+        "dead_letter_by_cause", "accounted", "covered", "covered_before_extension",
+    }  # fmt: skip
     facts += [(key.replace("_", " "), value) for key, value in rows.items() if key not in known]
     facts += [(key.replace("_", " "), value) for key, value in run.items()]
     body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(format_value(value))}</td></tr>" for name, value in facts)

@@ -231,7 +231,10 @@ def image_studio(tmp_path):
     n = 120
     y = rng.integers(0, 2, n)
     brightness = np.clip(0.25 + 0.5 * y + rng.normal(0, 0.15, n), 0, 1)
-    fields = [json.dumps({"brightness": float(b), "frame": i, "image": _png(b), "note": MARKUP}) for i, b in enumerate(brightness)]
+    fields = [
+        json.dumps({"brightness": float(b), "frame": i, "image": _png(b), "note": MARKUP})
+        for i, b in enumerate(brightness)
+    ]
     same = [np.flatnonzero(y == c) for c in (0, 1)]
     neighbours = np.stack([rng.choice(same[c], 5) for c in y])
     sims = np.sort(rng.uniform(0.5, 0.95, neighbours.shape), axis=1)[:, ::-1].astype(np.float32)
