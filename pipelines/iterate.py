@@ -37,7 +37,7 @@ import dataclasses
 import json
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from pipelines.relabel_result import RelabelResult, write_labels
 from transforms.cache_snapshot import read_snapshot
-from transforms.core.analysis import lf_analysis
+from transforms.core.analysis import lf_table
 from transforms.core.document import lf_row
 from transforms.core.extension import extend_votes
 from transforms.core.incremental import ReverseGraph, append_lf, drop_lf, reorder_lfs, replace_column
@@ -135,7 +135,8 @@ class Session:
         self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
         for j in range(votes.shape[1]):
             self.nn_sim[:, j], self.nn_vote[:, j] = self.graph.nearest_voters(self.votes[:, j])
-        self.raw_stats = _statistics(self.votes, config.cardinality)
+        # None while the session has no LF (a cache whose every column is stale, or all removed).
+        self.raw_stats: LabelStatistics | None = _statistics(self.votes, config.cardinality) if self.lfs else None
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
         self._gold_rows = self._sample_rows[sample.gold >= 0]
@@ -151,6 +152,10 @@ class Session:
     def lf_names(self) -> list[str]:
         """The current LF names, in column order."""
         return [lf.name for lf in self.lfs]
+
+    def fields(self, row: int) -> dict[str, Any]:
+        """The other fields of document ``row`` (``{}`` when the cache holds none)."""
+        return json.loads(self._fields_json[row]) if self._fields_json else {}
 
     def fingerprint(self, name: str) -> str | None:
         """The fingerprint of the session's LF ``name`` (``None`` if there is none)."""
@@ -214,8 +219,7 @@ class Session:
         out = np.empty(len(texts), VOTE_DTYPE)
         count, samples = 0, []
         for i, (doc_id, text) in enumerate(zip(self.ids, texts)):
-            fields = json.loads(self._fields_json[i]) if self._fields_json else {}
-            row = lf_row({"id": str(doc_id), "text": text, "fields": fields})
+            row = lf_row({"id": str(doc_id), "text": text, "fields": self.fields(i)})
             votes, failures = apply_lfs([lf], row, self.config.cardinality)
             out[i] = votes[0]
             count += len(failures)
@@ -246,7 +250,8 @@ class Session:
             self.lfs.append(lf)
             self.votes, self.nn_sim, self.nn_vote = (append_column(a) for a in (self.votes, self.nn_sim, self.nn_vote))
             self.votes[:, j] = -1
-            self.raw_stats = append_lf(self.raw_stats)
+            self.raw_stats = append_lf(self.raw_stats) if self.raw_stats is not None else (
+                _statistics(self.votes, self.config.cardinality))  # fmt: skip
             if self._fast is not None:
                 self._fast.append_lf()
         changed = np.flatnonzero(self.votes[:, j] != column)
@@ -271,13 +276,10 @@ class Session:
         del self._fingerprints[name]
         self.lf_failures.pop(name, None)
         self.lf_failure_samples.pop(name, None)
-        if self.lfs:
-            self.raw_stats = drop_lf(self.raw_stats, self.votes, j)
+        self.raw_stats = drop_lf(self.raw_stats, self.votes, j) if self.lfs else None
         self.votes, self.nn_sim, self.nn_vote = (
             np.asfortranarray(np.delete(a, j, axis=1)) for a in (self.votes, self.nn_sim, self.nn_vote)
         )
-        if not self.lfs:
-            self.raw_stats = _statistics(self.votes, self.config.cardinality)
         if self._fast is not None:
             self._fast = self._fast.drop_lf(j) if self.lfs else None
 
@@ -327,12 +329,11 @@ class Session:
             refit = "full"
             fitted, labels, stats = self._relabel_full()
         dev = self._dev_rows
-        table = lf_analysis(
-            self.lf_names, self.raw_stats, extended=stats, label_model=fitted.label_model,
-            gold_votes=self.votes[dev], gold=self.eval_gold[dev],
+        table = lf_table(
+            self.lf_names, self.raw_stats, stats, label_model=fitted.label_model,
+            thresholds=fitted.thresholds, gold_votes=self.votes[dev], gold=self.eval_gold[dev],
+            failures=self.lf_failures,
         )  # fmt: skip
-        for row in table:
-            row["failures"] = int(self.lf_failures.get(row["name"], 0))
         metrics = self._metrics(labels.label)
         return RelabelResult(self.ids, labels, fitted, table, metrics, time.perf_counter() - start, refit)
 

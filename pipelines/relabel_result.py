@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.rendering import failures_line, lf_table_text, metrics_line
 from transforms.core.labeler import FittedLabeler, LabelBatch
 
 
@@ -22,8 +23,8 @@ class RelabelResult:
             fast refit its ``extended_votes`` is the session's own array, updated in place by
             later edits: copy it to keep it).
         fitted: The fitted labeler (``label_batch(fitted, ...)`` reproduces ``labels``).
-        lf_table: One row per LF (:func:`transforms.core.analysis.lf_analysis` of the corpus
-            votes before and after extension and of the dev rows, plus ``failures``).
+        lf_table: One row per LF (:func:`transforms.core.analysis.lf_table` of the corpus
+            votes before and after extension, the dev rows and the failures).
         metrics: ``{split: {"accuracy", "macro_f1", "rows"}}`` of the final labels on dev rows.
         seconds: Time of the relabel (after the LF was applied), LF table and metrics included.
         refit: ``"fast"`` or ``"full"``: which refit ran.
@@ -38,22 +39,11 @@ class RelabelResult:
     refit: str = "full"
 
     def format(self) -> str:
-        """The LF table, LF failures and the dev metrics as text."""
-        lines = [f"{'lf':<24} {'cov':>7} {'ext.cov':>7} {'emp.acc':>7} {'est.acc':>7} {'fail':>6}"]
-        for row in self.lf_table:
-            lines.append(
-                f"{row['name']:<24} {row['Coverage']:>7.3f} {row.get('Extended Coverage', 0):>7.3f} "
-                f"{row.get('Emp. Acc.', float('nan')):>7.3f} {row.get('Est. Acc.', float('nan')):>7.3f} "
-                f"{row['failures']:>6}"
-            )
-        failing = [f"{row['name']} {row['failures']}" for row in self.lf_table if row["failures"]]
-        if failing:
-            lines.append(f"LF failures (abstained there): {', '.join(failing)}")
-        for split, figures in self.metrics.items():
-            lines.append(
-                f"{split}: accuracy {figures['accuracy']:.3f}, macro F1 {figures['macro_f1']:.3f} "
-                f"(n={figures['rows']})"
-            )
+        """The LF table, LF failures and the dev metrics as text (:mod:`pipelines.rendering`)."""
+        lines = [lf_table_text(self.lf_table)]
+        failures = failures_line(self.lf_table, "")
+        lines += [failures] if failures else []
+        lines += [metrics_line(split, figures) for split, figures in self.metrics.items()]
         lines.append(f"relabelled {len(self.ids)} documents in {self.seconds:.3f}s ({self.refit} refit)")
         return "\n".join(lines)
 

@@ -6,30 +6,29 @@ summary (e.g. ``iterate``) calls it the same way::
 
     html = render_report(summary, ReportExtras(title="iterate: run 3"))
 
-Plots are drawn with matplotlib's object API (no pyplot state, no GUI backend) and inlined as
-SVG; every text that comes from data (LF names, class names, document texts, ids) is escaped.
+Plots (:mod:`pipelines.report_plots`) are drawn with matplotlib's object API and inlined as
+SVG; how values, the LF table and documents look is :mod:`pipelines.rendering`'s; every text
+that comes from data (LF names, class names, document texts, ids) is escaped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import io
 import json
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import matplotlib
-import numpy as np
-from matplotlib.figure import Figure
-
-from transforms.core.display import split_thumbnail
+from pipelines.rendering import LF_COLUMNS, class_label, document_html, format_value, is_missing
+from pipelines.report_plots import (
+    plot_accuracy,
+    plot_class_balance,
+    plot_coverage,
+    plot_lf_pairs,
+    plot_section,
+    plot_threshold_sweep,
+)
 
 REPORT_FILE = "report.html"
-# Matplotlib settings: text stays text (searchable, small), ids are deterministic.
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "epoxy-beam", "font.size": 9}
-_BEFORE, _AFTER = "#9aa5b1", "#1f6feb"
-
-
 @dataclasses.dataclass(frozen=True)
 class ReportExtras:
     """What the page shows besides the summary.
@@ -48,213 +47,39 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _plain(text: Any) -> str:
-    """Text matplotlib shows literally (``$`` would start mathtext)."""
-    return str(text).replace("$", r"\$")
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _svg(figure: Figure) -> str:
-    """The figure as an inline ``<svg>`` element (no XML prolog)."""
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
-
-
-def _figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _lf_height(num_lfs: int) -> float:
-    return max(2.2, 0.32 * num_lfs + 1.0)
-
-
-def plot_coverage(lfs: Sequence[Mapping[str, Any]]) -> Figure:
-    """Coverage per LF before and after extension (horizontal bars)."""
-    names = [_plain(lf["lf"]) for lf in lfs]
-    y = np.arange(len(lfs))
-    fig = _figure(6.5, _lf_height(len(lfs)))
-    ax = fig.add_subplot()
-    ax.barh(y - 0.2, [lf["coverage"] for lf in lfs], 0.4, label="own votes", color=_BEFORE)
-    ax.barh(
-        y + 0.2, [lf["coverage_extended"] for lf in lfs], 0.4, label="after extension", color=_AFTER
-    )
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.set_xlabel("coverage (share of documents)")
-    ax.set_title("Coverage per LF")
-    ax.legend(loc="lower right")
-    return fig
-
-
-def plot_accuracy(lfs: Sequence[Mapping[str, Any]]) -> Figure | None:
-    """Label-model estimated vs empirical (dev) accuracy per LF; ``None`` without dev votes."""
-    rows = [
-        lf
-        for lf in lfs
-        if lf["empirical_accuracy"] is not None and np.isfinite(lf["estimated_accuracy"])
-    ]
-    if not rows:
-        return None
-    fig = _figure(5.0, 4.2)
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=1, label="estimate = empirical")
-    emp = [lf["empirical_accuracy"] for lf in rows]
-    est = [lf["estimated_accuracy"] for lf in rows]
-    sizes = [20 + 6 * (lf["correct"] + lf["incorrect"]) ** 0.5 for lf in rows]
-    ax.scatter(emp, est, s=sizes, color=_AFTER, alpha=0.8, label="LF (size: dev votes)")
-    for lf, x, y in zip(rows, emp, est):
-        ax.annotate(_plain(lf["lf"]), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("empirical accuracy on dev rows")
-    ax.set_ylabel("label model's estimated accuracy")
-    ax.set_title("Estimated vs empirical LF accuracy")
-    ax.legend(loc="lower right", fontsize=7)
-    return fig
-
-
-def plot_threshold_sweep(sweep: Mapping[str, Any] | None) -> Figure | None:
-    """Coverage and CV accuracy against the threshold quantile level, chosen level marked."""
-    if not sweep or not sweep["levels"]:
-        return None
-    levels = np.array(sweep["levels"], float)
-    shown = np.where(levels > 1.0, 1.05, levels)
-    fig = _figure(6.5, 3.6)
-    ax = fig.add_subplot()
-    ax.plot(shown, sweep["coverage"], "o-", color=_BEFORE, label="coverage (fit sample)")
-    accuracy = [np.nan if a is None else a for a in sweep["cv_accuracy"]]
-    if not np.all(np.isnan(accuracy)):
-        ax.plot(
-            shown,
-            accuracy,
-            "s-",
-            color=_AFTER,
-            label=f"label model CV accuracy ({sweep['tuning_rows']} tuning rows)",
-        )
-    chosen = sweep.get("chosen_level")
-    if chosen is not None:
-        x = 1.05 if chosen > 1.0 else chosen
-        ax.axvline(x, color="#d1242f", linestyle="--", label=f"chosen: {_level_name(chosen)}")
-    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0, 1.05], ["0", "0.25", "0.5", "0.75", "1", "off"])
-    ax.set_xlabel("threshold quantile level q (higher = stricter; off = no extension)")
-    ax.set_ylabel("share")
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Extension threshold sweep")
-    ax.legend(loc="lower left", fontsize=7)
-    return fig
-
-
-def _level_name(level: float) -> str:
-    return "no extension" if level > 1.0 else f"q = {level:g}"
-
-
-def plot_class_balance(summary: Mapping[str, Any]) -> Figure:
-    """Class balance (label model prior, labels) and the histogram of label confidence."""
-    class_names = [_plain(c) for c in summary["class_names"]]
-    confidence = summary.get("confidence")
-    fig = _figure(8.0, 3.2)
-    left, right = fig.subplots(1, 2, width_ratios=[1, 1.6])
-    x = np.arange(len(class_names))
-    prior = summary["label_model"]["class_balance"]
-    left.bar(x - 0.2, prior, 0.4, color=_BEFORE, label="label model prior")
-    if confidence:
-        counts = np.array(confidence["label_counts"], float)
-        left.bar(x + 0.2, counts / max(counts.sum(), 1), 0.4, color=_AFTER, label="labels")
-    left.set_xticks(x, class_names)
-    left.set_ylabel("share")
-    left.set_ylim(0, 1.25)
-    left.set_title("Class balance")
-    left.legend(fontsize=7, loc="upper center", ncols=2)
-    if confidence:
-        edges = np.array(confidence["bin_edges"])
-        counts = np.array(confidence["counts"])
-        uncovered = np.array(confidence["uncovered_counts"])
-        widths = np.diff(edges)
-        right.bar(edges[:-1], counts - uncovered, widths, align="edge", color=_AFTER, label="covered")
-        right.bar(
-            edges[:-1],
-            uncovered,
-            widths,
-            bottom=counts - uncovered,
-            align="edge",
-            color=_BEFORE,
-            label="no vote (end model only)",
-        )
-        right.legend(fontsize=7)
-    right.set_xlabel("confidence of the label")
-    right.set_ylabel("documents")
-    right.set_title("Posterior confidence")
-    return fig
-
-
-def plot_lf_pairs(pairs: Mapping[str, Any]) -> Figure:
-    """Heat maps of the LF × LF overlap and conflict shares."""
-    names = [_plain(name) for name in pairs["lfs"]]
-    m = len(names)
-    size = max(3.0, 0.45 * m + 1.8)
-    fig = _figure(2 * size + 0.8, size)
-    axes = fig.subplots(1, 2)
-    for ax, key, cmap in zip(axes, ("overlap", "conflict"), ("Blues", "Reds")):
-        matrix = np.array(pairs[key], float)
-        image = ax.imshow(matrix, cmap=cmap, vmin=0, vmax=max(matrix.max(), 1e-9))
-        ax.set_xticks(range(m), names, rotation=60, ha="right")
-        ax.set_yticks(range(m), names)
-        ax.set_title(f"LF {key} (share of documents)")
-        if m <= 12:
-            for i in range(m):
-                for j in range(m):
-                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6)
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    return fig
-
-
-def _plot_section(figure_id: str, title: str, make: Callable[[], Figure | None], missing: str) -> str:
-    with matplotlib.rc_context(_RC):
-        figure = make()
-        body = _svg(figure) if figure is not None else f'<p class="missing">{_e(missing)}</p>'
-    return (
-        f'<figure id="{figure_id}" class="plot"><figcaption>{_e(title)}</figcaption>'
-        f"{body}</figure>"
-    )
+# (key of summary["rows"], label) of the run facts, shown when the summary has them.
+_ROW_FACTS = (
+    ("input", "input rows"),
+    ("documents", "documents"),
+    ("labelled", "labelled"),
+    ("dead_letter", "dead letter"),
+)
 
 
 def _facts_table(summary: Mapping[str, Any]) -> str:
     options = summary.get("options", {})
     rows = summary["rows"]
     run = summary.get("run", {})
-    facts: list[tuple[str, Any]] = [
-        ("input", options.get("input", "")),
-        ("dev input files", options.get("dev_input") or "–"),
-        ("input rows", rows["input"]),
-        ("documents", rows["documents"]),
-        ("labelled", rows["labelled"]),
-        ("dead letter", rows["dead_letter"]),
-    ]
-    facts += [(f"dead letter: {cause}", count) for cause, count in rows["dead_letter_by_cause"].items()]
+    facts: list[tuple[str, Any]] = []
+    if "input" in options:
+        facts += [("input", options["input"]), ("dev input files", options.get("dev_input") or "–")]
+    facts += [(label, rows[key]) for key, label in _ROW_FACTS if key in rows]
+    facts += [(f"dead letter: {cause}", count) for cause, count in rows.get("dead_letter_by_cause", {}).items()]
+    if "accounted" in rows:
+        facts.append(("every row accounted for", rows["accounted"]))
     facts += [
-        ("every row accounted for", rows["accounted"]),
         ("covered before / after extension", f"{rows['covered_before_extension']} / {rows['covered']}"),
-        ("model", options.get("model", "")),
-        ("model fingerprint", summary.get("model_fingerprint", "")),
+        *([("model", options["model"])] if "model" in options else []),
+        *([("model fingerprint", summary["model_fingerprint"])] if "model_fingerprint" in summary else []),
         ("label model", summary["label_model"]["kind"]),
         ("end model", _end_model_fact(summary["label_model"])),
     ]
-    known = {
-        "input", "documents", "labelled", "dead_letter", "dead_letter_by_cause", "accounted",
-        "covered", "covered_before_extension",
+    known = {key for key, _ in _ROW_FACTS} | {
+        "dead_letter_by_cause", "accounted", "covered", "covered_before_extension",
     }  # fmt: skip
     facts += [(key.replace("_", " "), value) for key, value in rows.items() if key not in known]
     facts += [(key.replace("_", " "), value) for key, value in run.items()]
-    body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(_fmt(value))}</td></tr>" for name, value in facts)
+    body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(format_value(value))}</td></tr>" for name, value in facts)
     return f'<table id="run-facts" class="facts">{body}</table>'
 
 
@@ -265,52 +90,33 @@ def _stages_table(summary: Mapping[str, Any]) -> str:
         return ""
     head = "<tr><th>stage</th><th>rows</th><th>first output (s)</th><th>done (s)</th></tr>"
     body = "".join(
-        f"<tr><td>{_e(s['stage'])}</td><td>{_e(_fmt(s['rows']))}</td>"
-        f"<td>{_e(_fmt(s['first_s']))}</td><td>{_e(_fmt(s['done_s']))}</td></tr>"
+        f"<tr><td>{_e(s['stage'])}</td><td>{_e(format_value(s['rows']))}</td>"
+        f"<td>{_e(format_value(s['first_s']))}</td><td>{_e(format_value(s['done_s']))}</td></tr>"
         for s in stages
     )
     return f'<table id="stages" class="facts">{head}{body}</table>'
 
 
-# (summary key, header, kind) of the LF table's columns.
-LF_COLUMNS = (
-    ("lf", "LF", "text"),
-    ("polarity", "Polarity", "text"),
-    ("coverage", "Coverage", "share"),
-    ("coverage_extended", "Coverage (extended)", "share"),
-    ("overlaps", "Overlaps", "share"),
-    ("conflicts", "Conflicts", "share"),
-    ("correct", "Correct", "int"),
-    ("incorrect", "Incorrect", "int"),
-    ("empirical_accuracy", "Emp. Acc.", "share"),
-    ("estimated_accuracy", "Est. Acc.", "share"),
-    ("threshold", "Threshold", "share"),
-    ("failures", "Failures", "int"),
-)
-
-
 def _lf_cell(lf: Mapping[str, Any], key: str, kind: str, class_names: Sequence[str]) -> str:
-    value = lf[key]
-    if key == "polarity":
-        shown = ", ".join(class_names[c] if c < len(class_names) else str(c) for c in value)
+    """A cell: the shown text (:func:`~pipelines.rendering.format_value`) and, for sorting,
+    ``data-value`` (the exact number, ``""`` when missing)."""
+    shown = format_value(lf[key], kind, class_names)
+    if kind in ("text", "classes"):
         return f'<td data-value="{_e(shown)}">{_e(shown)}</td>'
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return '<td data-value="">–</td>'
-    if kind == "text":
-        return f'<td data-value="{_e(value)}">{_e(value)}</td>'
-    shown = f"{value:.3f}" if kind == "share" else str(value)
-    return f'<td class="num" data-value="{_e(repr(value))}">{_e(shown)}</td>'
+    if is_missing(lf[key]):
+        return f'<td data-value="">{_e(shown)}</td>'
+    return f'<td class="num" data-value="{_e(repr(lf[key]))}">{_e(shown)}</td>'
 
 
 def _lf_table(summary: Mapping[str, Any]) -> str:
     class_names = summary["class_names"]
     head = "".join(
-        f'<th data-key="{key}" data-kind="{kind}" title="click to sort">{_e(header)}</th>'
-        for key, header, kind in LF_COLUMNS
+        f'<th data-key="{c.key}" data-kind="{c.kind}" title="click to sort">{_e(c.header)}</th>'
+        for c in LF_COLUMNS
     )
     body = "".join(
         f'<tr data-lf="{_e(lf["lf"])}">'
-        + "".join(_lf_cell(lf, key, kind, class_names) for key, _, kind in LF_COLUMNS)
+        + "".join(_lf_cell(lf, c.key, c.kind, class_names) for c in LF_COLUMNS)
         + "</tr>"
         for lf in summary["lfs"]
     )
@@ -355,13 +161,9 @@ def _metrics_section(summary: Mapping[str, Any]) -> str:
 
 
 def _example_item(entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
-    vote = entry["vote"]
-    label = class_names[vote] if 0 <= vote < len(class_names) else str(vote)
+    label = class_label(entry["vote"], class_names)
     text = f'<li class="example"><span class="vote">{_e(label)}</span> <code>{_e(entry["id"])}</code> '
-    thumbnail, shown = split_thumbnail(str(entry.get("text", "")))
-    if thumbnail:
-        text += f'<img class="thumbnail" alt="" src="{_e(thumbnail)}"> '
-    text += f'<q class="text">{_e(shown)}</q>'
+    text += document_html(str(entry.get("text", "")))
     if "similarity" in entry:
         source = entry.get("source_id")
         text += (
@@ -369,10 +171,7 @@ def _example_item(entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
             f"(cosine {entry['similarity']:.3f})"
         )
         if entry.get("source_text") is not None:
-            source_thumbnail, source_shown = split_thumbnail(str(entry["source_text"]))
-            if source_thumbnail:
-                text += f' <img class="thumbnail" alt="" src="{_e(source_thumbnail)}">'
-            text += f' <q class="text">{_e(source_shown)}</q>'
+            text += " " + document_html(str(entry["source_text"]))
         text += "</div>"
     return text + "</li>"
 
@@ -437,7 +236,7 @@ _SCRIPT = """
     rows.sort(function (a, b) {
       var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
       if (x === "" || y === "") { return (x === "") - (y === ""); }
-      if (kind !== "text") { return sign * (parseFloat(x) - parseFloat(y)); }
+      if (kind === "share" || kind === "int") { return sign * (parseFloat(x) - parseFloat(y)); }
       return sign * x.localeCompare(y);
     });
     rows.forEach(function (row) { body.appendChild(row); });
@@ -476,18 +275,18 @@ def render_report(summary: Mapping[str, Any], extras: ReportExtras | None = None
     notes = "".join(f'<p class="note">{_e(note)}</p>' for note in extras.notes)
     plots = "".join(
         [
-            _plot_section("plot-coverage", "Coverage per LF", lambda: plot_coverage(summary["lfs"]),
+            plot_section("plot-coverage", "Coverage per LF", lambda: plot_coverage(summary["lfs"]),
                           "no LFs"),
-            _plot_section("plot-accuracy", "Estimated vs empirical accuracy",
+            plot_section("plot-accuracy", "Estimated vs empirical accuracy",
                           lambda: plot_accuracy(summary["lfs"]),
                           "No empirical accuracy (no LF voted on a dev row) or no estimated accuracy "
                           "(majority vote)."),
-            _plot_section("plot-threshold-sweep", "Extension threshold sweep",
+            plot_section("plot-threshold-sweep", "Extension threshold sweep",
                           lambda: plot_threshold_sweep(summary.get("threshold_sweep")),
-                          "Extension is off: no threshold sweep."),
-            _plot_section("plot-class-balance", "Class balance and confidence",
+                          "No threshold sweep: extension is off, or the sweep was not computed."),
+            plot_section("plot-class-balance", "Class balance and confidence",
                           lambda: plot_class_balance(summary), ""),
-            _plot_section("plot-lf-pairs", "LF overlaps and conflicts",
+            plot_section("plot-lf-pairs", "LF overlaps and conflicts",
                           lambda: plot_lf_pairs(summary["lf_pairs"]) if summary.get("lf_pairs")
                           else None, "No pairwise statistics in this summary."),
         ]

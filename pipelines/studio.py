@@ -35,7 +35,7 @@ from typing import Any, Sequence
 from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.serving import make_server
 
-from pipelines import studio_views
+from pipelines import rendering, studio_views
 from pipelines.iterate import Session
 from pipelines.relabel_result import RelabelResult
 from transforms.labeling_functions import load_lf_set
@@ -99,7 +99,9 @@ class Studio:
 
     def state(self) -> dict[str, Any]:
         """Everything the page shows after a change."""
+        view = studio_views.overview(self.session, self.result, self.previous)
         return {
+            "status": rendering.studio_status(view, self.applied, self.removed),
             "version": self.version,
             "error": self.error,
             "source": self.read_source(),
@@ -107,7 +109,7 @@ class Studio:
             "applied": self.applied,
             "removed": self.removed,
             "classes": [studio_views.class_name(self.session, c) for c in range(self.session.config.cardinality)],
-            **studio_views.overview(self.session, self.result, self.previous),
+            **view,
         }
 
 

@@ -6,12 +6,15 @@ the previous state, label distribution, documents whose label changed), one LF's
 (:func:`lf_details`: votes, documents gained by extension with the neighbour they came from and
 its similarity, errors on dev rows), a text search (:func:`search`) and the export
 (:func:`export`: labels Parquet, the LF file, a ``report.html`` of the current state).
-Document text leaves here as data; the page sets it with ``textContent`` and the report escapes it.
+How things look (numbers, the LF table's columns and labels, documents: the text, or for a
+non-text document its id, fields and an image thumbnail) comes from :mod:`pipelines.rendering`,
+as for report.html and the console: the page only builds the DOM from the strings it gets.
+Document text leaves here as data; the page sets it with ``textContent`` (a thumbnail is a
+``data:image/...;base64`` URI checked by :mod:`transforms.core.display`) and the report escapes it.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import os
 import shutil
@@ -20,8 +23,11 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from pipelines import rendering
 from pipelines.iterate import Session
 from pipelines.relabel_result import RelabelResult, write_labels
+from pipelines.report import ReportExtras, render_report
+from pipelines.summary import SUMMARY_SCHEMA_VERSION, end_model_choices, lf_pairs
 from transforms.core.lfs import ABSTAIN
 
 EXAMPLES = 8  # documents per list (votes, gained, errors, changed labels, search hits)
@@ -36,26 +42,29 @@ def _number(value: Any) -> Any:
 
 def class_name(session: Session, label: int) -> str:
     """The class's name (``ABSTAIN`` for -1), or its number when the LF file names none."""
-    if label == ABSTAIN:
-        return "ABSTAIN"
-    names = session.class_names
-    return names[label] if 0 <= label < len(names) else str(label)
+    return rendering.class_label(label, session.class_names)
+
+
+def document(session: Session, row: int) -> dict[str, str]:
+    """Document ``row`` as shown (:func:`pipelines.rendering.document_view`: text, or the fields
+    and a thumbnail for a non-text document)."""
+    return rendering.document_view(str(session.ids[row]), session.texts[row].as_py(), session.fields(row))
 
 
 def _document(session: Session, row: int, result: RelabelResult, **extra: Any) -> dict[str, Any]:
     label = int(result.labels.label[row])
-    return {
-        "id": str(session.ids[row]),
-        "text": session.texts[row].as_py(),
+    doc = {
+        **document(session, row),
         "label": class_name(session, label),
         "prob": round(float(result.labels.probs[row, label]), 4),
         **extra,
     }
+    doc["meta"] = rendering.document_meta(doc)
+    return doc
 
 
-def overview(session: Session, result: RelabelResult, previous: RelabelResult | None) -> dict[str, Any]:
-    """The LF table, dev metrics (+ delta), label distribution and changed-label samples."""
-    table = [{key: _number(value) for key, value in row.items()} for row in result.lf_table]
+def _metrics(result: RelabelResult, previous: RelabelResult | None) -> dict[str, dict[str, Any]]:
+    """The dev metrics per split with their change from ``previous`` (``None``: no previous)."""
     metrics = {}
     for split, figures in result.metrics.items():
         before = (previous.metrics if previous else {}).get(split, {})
@@ -64,25 +73,50 @@ def overview(session: Session, result: RelabelResult, previous: RelabelResult | 
             "delta_accuracy": figures["accuracy"] - before["accuracy"] if before else None,
             "delta_macro_f1": figures["macro_f1"] - before["macro_f1"] if before else None,
         }
+    return metrics
+
+
+def _metrics_table(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    rows = [
+        [split, rendering.delta_cell(m["accuracy"], m["delta_accuracy"]),
+         rendering.delta_cell(m["macro_f1"], m["delta_macro_f1"]), str(m["rows"])]
+        for split, m in metrics.items()
+    ]  # fmt: skip
+    return {"columns": ["split", "accuracy", "macro F1", "rows"], "rows": rows}
+
+
+def _changed(session: Session, result: RelabelResult, previous: RelabelResult | None) -> tuple[int, list]:
+    """How many documents changed label since ``previous``, and the first few of them."""
+    if previous is None or previous.labels.label.shape != result.labels.label.shape:
+        return 0, []
+    rows = np.flatnonzero(previous.labels.label != result.labels.label)
+    return int(rows.size), [
+        _document(session, int(i), result, before=class_name(session, int(previous.labels.label[i])))
+        for i in rows[:EXAMPLES]
+    ]
+
+
+def overview(session: Session, result: RelabelResult, previous: RelabelResult | None) -> dict[str, Any]:
+    """The LF table (rows and, for the page, :func:`pipelines.rendering.lf_table_view`), dev
+    metrics (+ delta), label distribution and changed-label samples."""
+    metrics = _metrics(result, previous)
     k = session.config.cardinality
     counts = np.bincount(result.labels.label, minlength=k)
-    distribution = [
-        {"class": class_name(session, c), "documents": int(counts[c])} for c in range(k)
-    ]
-    changed: list[dict[str, Any]] = []
-    changed_count = 0
-    if previous is not None and previous.labels.label.shape == result.labels.label.shape:
-        rows = np.flatnonzero(previous.labels.label != result.labels.label)
-        changed_count = int(rows.size)
-        changed = [
-            _document(session, int(i), result, before=class_name(session, int(previous.labels.label[i])))
-            for i in rows[:EXAMPLES]
-        ]
+    distribution = [{"class": class_name(session, c), "documents": int(counts[c])} for c in range(k)]
+    changed_count, changed = _changed(session, result, previous)
+    covered = float(result.labels.covered.mean())
     return {
-        "lf_table": table,
+        "lf_table": [{key: _number(value) for key, value in row.items()} for row in result.lf_table],
+        "lf_view": rendering.lf_table_view(result.lf_table, session.class_names),
         "metrics": metrics,
+        "metrics_table": _metrics_table(metrics),
         "distribution": distribution,
-        "covered": round(float(result.labels.covered.mean()), 4),
+        "distribution_table": {
+            "columns": ["class", "documents"],
+            "rows": [[d["class"], str(d["documents"])] for d in distribution],
+        },
+        "covered": round(covered, 4),
+        "covered_text": f"covered after extension: {rendering.percent(covered)}",
         "changed_count": changed_count,
         "changed": changed,
         "documents": int(len(session.ids)),
@@ -116,12 +150,12 @@ def lf_details(session: Session, result: RelabelResult, name: str) -> dict[str, 
         source, similarity = _source_neighbour(session, int(i), raw)
         gained.append(_document(
             session, int(i), result, vote=class_name(session, int(extended[i])),
-            source_id=str(session.ids[source]), source_text=session.texts[source].as_py(),
-            similarity=round(similarity, 4),
+            source_id=str(session.ids[source]), source=document(session, source), similarity=round(similarity, 4),
+            source_caption=rendering.neighbour_caption(str(session.ids[source]), similarity),
         ))  # fmt: skip
     dev = np.flatnonzero((session.eval_gold >= 0) & (raw != ABSTAIN))
     wrong = dev[raw[dev] != session.eval_gold[dev]]
-    return {
+    details = {
         "name": name,
         "threshold": _number(float(result.fitted.thresholds[j])),
         "votes_count": int(voted.size),
@@ -135,21 +169,26 @@ def lf_details(session: Session, result: RelabelResult, name: str) -> dict[str, 
                       gold=class_name(session, int(session.eval_gold[i])))  # fmt: skip
             for i in wrong[:EXAMPLES]
         ],
-        "failures": session.lf_failure_samples.get(name, []),
+        "failures": [
+            {**failure, "text": f"{failure['id']}: {failure['message']}"}
+            for failure in session.lf_failure_samples.get(name, [])
+        ],
     }
+    return {**details, "summary": rendering.lf_details_line(details)}
 
 
 def search(session: Session, result: RelabelResult, query: str) -> dict[str, Any]:
     """Documents whose text contains ``query`` (case-insensitive), with their label and votes."""
     if not query:
-        return {"query": query, "count": 0, "hits": []}
+        return {"query": query, "count": 0, "hits": [], "summary": "type a text to find"}
     hit = pc.match_substring(session.texts, query, ignore_case=True).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(hit)
     hits = []
     for i in rows[:EXAMPLES * 2]:
         lfs = [name for name, vote in zip(session.lf_names, session.votes[i]) if vote != ABSTAIN]
         hits.append(_document(session, int(i), result, lfs=lfs))
-    return {"query": query, "count": int(rows.size), "hits": hits}
+    return {"query": query, "count": int(rows.size), "hits": hits,
+            "summary": f"{int(rows.size)} documents contain {query!r}"}  # fmt: skip
 
 
 def export(session: Session, result: RelabelResult, lf_path: str, directory: str) -> dict[str, str]:
@@ -167,30 +206,30 @@ def export(session: Session, result: RelabelResult, lf_path: str, directory: str
     return paths
 
 
+def studio_summary(session: Session, result: RelabelResult) -> dict[str, Any]:
+    """The current state as a ``summary.json``-shaped dict, for :func:`pipelines.report.render_report`
+    (the same LF table, plots and metrics as a pipeline run's report; dev metrics as ``epoxy``)."""
+    fitted, n = result.fitted, len(session.ids)
+    covered = int(result.labels.covered.sum())
+    return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "class_names": [class_name(session, c) for c in range(session.config.cardinality)],
+        "rows": {"documents": n, "labelled": n, "covered": covered,
+                 "covered_before_extension": int(session.raw_stats.covered)},  # fmt: skip
+        "coverage": {"before_extension": session.raw_stats.covered / max(n, 1), "after_extension": covered / max(n, 1)},
+        "label_model": {
+            "kind": fitted.label_model.kind,
+            "class_balance": fitted.label_model.class_balance.tolist(),
+            "end_model": fitted.end_model is not None,
+            **end_model_choices(fitted),
+        },
+        "lfs": result.lf_table,
+        "metrics": {split: {"epoxy": figures} for split, figures in result.metrics.items()},
+        "lf_pairs": lf_pairs(fitted, session.raw_stats),
+        "run": {"refit": result.refit, "relabel_seconds": round(result.seconds, 4)},
+    }
+
+
 def report_html(session: Session, result: RelabelResult) -> str:
-    """A self-contained HTML page of the LF table, dev metrics and label distribution."""
-    view = overview(session, result, None)
-    columns = ["name", "Polarity", "Coverage", "Extended Coverage", "Overlaps", "Conflicts",
-               "Emp. Acc.", "Est. Acc.", "failures"]  # fmt: skip
-
-    def cell(value: Any) -> str:
-        text = f"{value:.3f}" if isinstance(value, float) else ("" if value is None else str(value))
-        return f"<td>{html.escape(text, quote=True)}</td>"
-
-    rows = "".join("<tr>" + "".join(cell(row.get(c)) for c in columns) + "</tr>" for row in view["lf_table"])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    metrics = "".join(
-        f"<li>{html.escape(split)}: accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f} (n={m['rows']})</li>"
-        for split, m in view["metrics"].items()
-    )
-    distribution = "".join(
-        f"<li>{html.escape(d['class'])}: {d['documents']}</li>" for d in view["distribution"]
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>epoxy-beam studio report</title>"
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "table{border-collapse:collapse}</style></head><body><h1>LF studio: current state</h1>"
-        f"<p>{view['documents']} documents, {view['covered']:.1%} covered after extension.</p>"
-        f"<h2>Dev metrics</h2><ul>{metrics}</ul><h2>Labels</h2><ul>{distribution}</ul>"
-        f"<h2>LFs</h2><table><tr>{head}</tr>{rows}</table></body></html>\n"
-    )
+    """``report.html`` of the current state: the pipeline's report of :func:`studio_summary`."""
+    return render_report(studio_summary(session, result), ReportExtras(title="epoxy-beam studio: current state"))

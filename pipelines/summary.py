@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pipelines.rendering import CONSOLE_LFS, failures_line, lf_table_text, percent
+from transforms.core.analysis import lf_table
 from transforms.core.diagnostics import (
     GAINED,
     VOTED,
@@ -151,42 +153,20 @@ def gold_metrics(
     return out
 
 
-def lf_table(
+def summary_lf_table(
     fitted: FittedLabeler,
     raw: LabelStatistics,
     extended: LabelStatistics,
     eval_rows: Sequence[Mapping[str, Any]],
     lf_failures: Mapping[str, int],
 ) -> list[dict[str, Any]]:
-    """One row per LF: Snorkel's LFAnalysis columns plus extension and failure figures."""
-    n = max(raw.n, 1)
-    gold = np.array([row["gold"] for row in eval_rows], dtype=np.int64)
-    votes = np.array([row["votes"] for row in eval_rows], dtype=np.int8).reshape(
-        len(eval_rows), len(fitted.lf_names)
-    )
-    rows = []
-    for j, name in enumerate(fitted.lf_names):
-        voted = votes[:, j] != -1
-        correct = int(np.sum(votes[voted, j] == gold[voted]))
-        incorrect = int(np.sum(voted)) - correct
-        threshold = float(fitted.thresholds[j])
-        rows.append(
-            {
-                "lf": name,
-                "polarity": [int(c) for c in np.flatnonzero(raw.class_counts[j])],
-                "coverage": float(raw.coverage_counts[j] / n),
-                "coverage_extended": float(extended.coverage_counts[j] / n),
-                "overlaps": float(raw.overlaps[j] / n),
-                "conflicts": float(raw.conflicts[j] / n),
-                "correct": correct,
-                "incorrect": incorrect,
-                "empirical_accuracy": correct / (correct + incorrect) if correct + incorrect else None,
-                "estimated_accuracy": float(fitted.label_model.accuracies[j]),
-                "threshold": threshold if np.isfinite(threshold) else None,
-                "failures": int(lf_failures.get(name, 0)),
-            }
-        )
-    return rows
+    """The run's :func:`~transforms.core.analysis.lf_table` (dev rows: every split's)."""
+    m = len(fitted.lf_names)
+    return lf_table(
+        fitted.lf_names, raw, extended, label_model=fitted.label_model, thresholds=fitted.thresholds,
+        gold_votes=np.array([row["votes"] for row in eval_rows], np.int8).reshape(len(eval_rows), m),
+        gold=np.array([row["gold"] for row in eval_rows], np.int64), failures=lf_failures,
+    )  # fmt: skip
 
 
 def lf_pairs(fitted: FittedLabeler, raw: LabelStatistics) -> dict[str, Any]:
@@ -274,7 +254,7 @@ def build_summary(
         },
         "lfs": [
             {**row, "failure_sample_ids": list(counts.lf_failure_samples.get(row["lf"], ()))}
-            for row in lf_table(fitted, raw_stats, extended_stats, eval_rows, counts.lf_failures)
+            for row in summary_lf_table(fitted, raw_stats, extended_stats, eval_rows, counts.lf_failures)
         ],
         "metrics": gold_metrics(eval_rows, fitted, baseline),
         "lf_pairs": lf_pairs(fitted, raw_stats),
@@ -288,19 +268,20 @@ def build_summary(
 
 
 def format_summary(summary: Mapping[str, Any], output: str) -> str:
-    """A short human-readable digest of ``summary.json`` for the console."""
+    """A short human-readable digest of ``summary.json`` for the console (:mod:`pipelines.rendering`)."""
     rows = summary["rows"]
     coverage = summary["coverage"]
+    causes = ", ".join(f"{k}: {v}" for k, v in rows["dead_letter_by_cause"].items()) or "none"
     lines = [
         f"epoxy-beam: {rows['labelled']} documents labelled, {rows['dead_letter']} rows in the "
-        f"dead letter ({', '.join(f'{k}: {v}' for k, v in rows['dead_letter_by_cause'].items()) or 'none'})",
+        f"dead letter ({causes})",
         f"  {rows['accounting']}",
-        f"  LF coverage: {coverage['before_extension']:.1%} of documents before extension, "
-        f"{coverage['after_extension']:.1%} after",
+        f"  LF coverage: {percent(coverage['before_extension'])} of documents before extension, "
+        f"{percent(coverage['after_extension'])} after",
     ]
-    failing = [f"{lf['lf']} {lf['failures']}" for lf in summary["lfs"] if lf["failures"]]
-    if failing:
-        lines.append(f"  LF failures (abstained there; samples in errors/): {', '.join(failing)}")
+    lines += ["  " + line for line in lf_table_text(summary["lfs"], CONSOLE_LFS).splitlines()]
+    failures = failures_line(summary["lfs"], "; samples in errors/")
+    lines += [f"  {failures}"] if failures else []
     for split, methods in summary["metrics"].items():
         figures = ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in methods.items())
         rows_in_split = next(iter(methods.values()))["rows"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from transforms.core.analysis import lf_analysis
+from transforms.core.analysis import LF_TABLE_KEYS, lf_table
 from transforms.core.ids import content_id, stable_hash
 from transforms.core.knn import exact_knn
 from transforms.core.metrics import accuracy, macro_f1
@@ -50,16 +50,22 @@ def test_render_text_relation_template():
         render_text(row, "{} {text}")
 
 
-def test_lf_analysis_matches_row_counts():
+def test_lf_table_matches_row_counts():
     rng = np.random.default_rng(0)
     votes = np.where(rng.random((200, 4)) < 0.3, rng.integers(0, 3, (200, 4)), -1).astype(np.int8)
-    rows = lf_analysis(list("abcd"), LabelStatistics.empty(4, 3).add(votes))
+    gold = rng.integers(0, 3, 50)
+    rows = lf_table(list("abcd"), LabelStatistics.empty(4, 3).add(votes), gold_votes=votes[:50], gold=gold)
     for j, row in enumerate(rows):
+        assert tuple(row) == LF_TABLE_KEYS
         voted = votes[:, j] >= 0
         others = np.delete(votes, j, axis=1)
-        assert row["Coverage"] == pytest.approx(voted.mean())
-        assert row["Overlaps"] == pytest.approx((voted & (others >= 0).any(1)).mean())
+        assert row["coverage"] == pytest.approx(voted.mean())
+        assert row["overlaps"] == pytest.approx((voted & (others >= 0).any(1)).mean())
         conflict = voted & ((others >= 0) & (others != votes[:, [j]])).any(1)
-        assert row["Conflicts"] == pytest.approx(conflict.mean())
+        assert row["conflicts"] == pytest.approx(conflict.mean())
+        dev = votes[:50, j] >= 0
+        assert row["correct"] == int((votes[:50, j][dev] == gold[dev]).sum())
+        assert row["correct"] + row["incorrect"] == int(dev.sum())
+        assert row["coverage_extended"] is None and row["estimated_accuracy"] is None
     with pytest.raises(ValueError, match="3 LF names"):
-        lf_analysis(list("abc"), LabelStatistics.empty(4, 3))
+        lf_table(list("abc"), LabelStatistics.empty(4, 3))

@@ -83,7 +83,7 @@ def test_session_edit_equals_a_full_run_with_the_edited_file(corpus_files, tiny_
         assert int(result.labels.label[i]) == full[doc_id]["label"], doc_id
         np.testing.assert_allclose(result.labels.probs[i], full[doc_id]["probs"], atol=1e-4)
     assert set(result.metrics) == {"tune", "holdout"}
-    assert [row["name"] for row in result.lf_table][-1] == "has_free"
+    assert [row["lf"] for row in result.lf_table][-1] == "has_free"
     again = session.relabel(refit="fast")  # no edit since the full fit: the same labels
     assert again.refit == "fast"
     np.testing.assert_array_equal(again.labels.label, result.labels.label)
@@ -122,7 +122,7 @@ def test_open_never_runs_code_from_the_cache_and_checks_its_schema_version(corpu
     assert session.lf_names == load_lf_set(corpus_files["lfs"]).names  # the named file's LFs
     assert session.applied_on_open == ["has_link"]  # its recorded fingerprint differs: re-applied
     assert "pwned" in session.cached_lf_source  # kept for display only
-    assert session.relabel(refit="full").lf_table[1]["name"] == "has_link"
+    assert session.relabel(refit="full").lf_table[1]["lf"] == "has_link"
 
     manifest_path.write_text(json.dumps({**manifest, "schema_version": 0}))
     with pytest.raises(ValueError, match="schema_version 0 .*reads schema_version 1"):
@@ -293,3 +293,27 @@ def test_editing_a_module_level_list_or_a_preprocessor_changes_the_fingerprint_a
     assert lf_fingerprint(first_token) not in {lf_fingerprint(first), lf_fingerprint(more_words)}
     path.write_text(WORD_LF_SOURCE)
     assert lf_fingerprint(load_lf_set(str(path)).lfs[0]) == lf_fingerprint(first)
+
+
+def test_a_session_without_lfs_applies_them_all_and_survives_removing_the_last():
+    """A cache whose every vote column is stale opens with no LF; removing every LF is allowed."""
+    full = _synthetic_session(LabelerConfig(end_model=False))
+    n = len(full.ids)
+    neighbours = np.where(full.graph.neighbours < n, full.graph.neighbours, -1)  # slots by similarity
+    empty = Session(
+        ids=full.ids, texts=full.texts, fields_json=None, gold=full.gold, eval_gold=full.eval_gold,
+        split=full.split, neighbours=neighbours, sims=full.graph.sims, embeddings=None,
+        lfs=[], votes=np.empty((n, 0), np.int8), config=full.config,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no LF"):
+        empty.relabel()
+    assert empty.sync(full.lfs) == (full.lf_names, [])
+    assert empty.raw_stats == full.raw_stats
+    expected, got = full.relabel(refit="full"), empty.relabel(refit="full")
+    np.testing.assert_array_equal(got.labels.label, expected.labels.label)
+    assert repr(got.lf_table) == repr(expected.lf_table)
+    for name in full.lf_names:
+        empty.remove_lf(name)
+    assert empty.lf_names == [] and empty.raw_stats is None
+    empty.set_lf(full.lfs[0])
+    assert empty.relabel().lf_table[0]["lf"] == full.lfs[0].name

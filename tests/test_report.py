@@ -14,8 +14,9 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import weak_label
-from pipelines.report import LF_COLUMNS, ReportExtras, render_report
-from pipelines.summary import RunCounts, build_summary
+from pipelines.rendering import LF_COLUMNS, format_value, lf_table_view
+from pipelines.report import ReportExtras, render_report
+from pipelines.summary import RunCounts, build_summary, format_summary
 from tests.conftest import LF_SOURCE, make_corpus
 from transforms.core.diagnostics import (
     ConfidenceHistogram,
@@ -136,7 +137,7 @@ def _assert_table_matches(page: str, summary: dict) -> None:
     table = _parse_lf_table(page)
     assert [row["lf"] for row in table] == [lf["lf"] for lf in summary["lfs"]]
     for row, lf in zip(table, summary["lfs"]):
-        for key, _, kind in LF_COLUMNS:
+        for key in (c.key for c in LF_COLUMNS):
             if key in ("lf", "polarity"):
                 continue
             if lf[key] is None or lf[key] != lf[key]:  # None or NaN
@@ -154,6 +155,19 @@ def test_lf_table_agrees_with_summary(summary):
     page = render_report(summary)
     _assert_table_matches(page, summary)
     assert {lf["lf"]: lf["failures"] for lf in summary["lfs"]}["lf_b"] == 1
+
+
+def test_the_console_and_the_studio_show_the_cells_of_the_report(summary):
+    import html
+
+    from transforms.core.analysis import LF_TABLE_KEYS
+
+    assert tuple(c.key for c in LF_COLUMNS) == LF_TABLE_KEYS == tuple(summary["lfs"][0])[:-1]
+    page, console = render_report(summary), format_summary(summary, "out").splitlines()
+    for lf, row in zip(summary["lfs"], lf_table_view(summary["lfs"], summary["class_names"])["rows"]):
+        assert all(f">{html.escape(cell, quote=True)}</td>" in page for cell in row["cells"]), row
+        line = next(text.split() for text in console if text.split()[:1] == [lf["lf"]])
+        assert line[1:3] == [format_value(lf["coverage"]), format_value(lf["coverage_extended"])]
 
 
 def test_markup_in_documents_and_names_shows_as_text(summary):
@@ -181,7 +195,7 @@ def test_missing_sections_render_as_notes(summary):
             if key not in ("metrics", "threshold_sweep", "confidence", "examples", "lf_pairs")}  # fmt: skip
     bare["lfs"] = [dict(lf, empirical_accuracy=None) for lf in summary["lfs"]]
     page = render_report(bare)
-    assert "No dev labels" in page and "Extension is off" in page
+    assert "No dev labels" in page and "No threshold sweep" in page
     assert "No empirical accuracy" in page and "No examples were gathered" in page
 
 

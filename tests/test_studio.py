@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from pipelines import weak_label
 from pipelines.studio import Studio, create_app, quick_lf_line, serve, with_quick_lf
+from tests.test_images import LF_SOURCE as IMAGE_LFS  # LFs over a "brightness" field
 from tests.test_iterate import _argv, _synthetic_session
 from transforms.core.labeler import LabelerConfig
 
@@ -73,13 +75,13 @@ def test_requests_need_the_token_a_local_host_and_the_same_origin(client):
 
 def test_a_quick_keyword_lf_changes_the_table_and_metrics_and_shows_gained_examples(client, studio):
     before = _get(client, "/api/state").get_json()
-    assert [row["name"] for row in before["lf_table"]] == [f"kw_{j}" for j in range(8)]
+    assert [row["lf"] for row in before["lf_table"]] == [f"kw_{j}" for j in range(8)]
     assert before["applied"] == []  # the file's LFs are the session's: nothing re-applied
     response = client.post("/api/quick_lf", headers={"X-Studio-Token": TOKEN},
                            json={"kind": "keyword", "name": "kw_extra", "words": "w9x, w11x", "label": "1"})
     state = response.get_json()
     assert response.status_code == 200 and state["applied"] == ["kw_extra"]
-    assert state["lf_table"][-1]["name"] == "kw_extra" and state["refit"] == "fast"
+    assert state["lf_table"][-1]["lf"] == "kw_extra" and state["refit"] == "fast"
     assert "kw_extra = keyword_lf('kw_extra', ['w9x', 'w11x'], 1)" in Path(studio.lf_path).read_text()
     assert state["metrics"]["tune"]["delta_accuracy"] is not None and state["changed_count"] >= 0
     details = _get(client, "/api/lf/kw_extra").get_json()
@@ -124,28 +126,49 @@ def _chrome(profile: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-@pytest.mark.chromium
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
     reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)",
 )
+
+
+@contextlib.contextmanager
+def _browse(studio: Studio, profile: Path, lf_rows: int):
+    """Serves ``studio``, opens its page in headless Chromium once the LF table has ``lf_rows``
+    rows, yields ``(driver, wait)``; afterwards checks the page logged no console error."""
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = serve(studio)
+    driver = _chrome(profile)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        wait = WebDriverWait(driver, 30)
+        driver.get(server.url)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lf_table tr.lf")) == lf_rows)
+        yield driver, wait
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+        server.stop()
+
+
+@pytest.mark.chromium
+@needs_chromium
 def test_studio_in_headless_chromium(corpus_files, tiny_model, tmp_path):
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     from pipelines.iterate import Session
 
     cache = str(tmp_path / "cache")
     weak_label.run(_argv(corpus_files, tiny_model, str(tmp_path / "out"), corpus_files["lfs"], "--cache_dir", cache))
     session = Session.open(cache, corpus_files["lfs"])
-    server = serve(Studio(session, corpus_files["lfs"], str(tmp_path / "export")))
-    driver = _chrome(tmp_path / "profile")
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        wait = WebDriverWait(driver, 30)
-        driver.get(server.url)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lf_table tr.lf")) == 6)
+    studio = Studio(session, corpus_files["lfs"], str(tmp_path / "export"))
+    with _browse(studio, tmp_path / "profile", lf_rows=6) as (driver, wait):
         metrics_before = driver.find_element(By.ID, "metrics").text
         driver.save_screenshot(str(ARTIFACTS / "studio_loaded.png"))
 
@@ -165,11 +188,6 @@ def test_studio_in_headless_chromium(corpus_files, tiny_model, tmp_path):
         source = driver.find_element(By.CSS_SELECTOR, "#gained .doc .source").text
         assert source.startswith("from neighbour doc") and "similarity" in source
         driver.save_screenshot(str(ARTIFACTS / "studio_gained.png"))
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert errors == [], errors
-    finally:
-        driver.quit()
-        server.stop()
 
 
 def test_studio_command_names_a_missing_file_or_cache(tmp_path, capsys):
@@ -181,3 +199,88 @@ def test_studio_command_names_a_missing_file_or_cache(tmp_path, capsys):
     lfs.write_text(SYNTHETIC_LFS)
     assert cli.main(["studio", "--cache_dir", str(tmp_path), "--labeling_functions", str(lfs)]) == 2
     assert "run the pipeline with --cache_dir first" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- non-text documents
+
+MARKUP = '<img src=x onerror="document.title=1"><b id="xss-marker">frame</b>'
+
+
+def _png(level: float) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), int(255 * level), np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.fixture()
+def image_studio(tmp_path):
+    """A studio over image rows: no text, fields ``brightness``, ``frame``, ``image`` (PNG), ``note``."""
+    import json
+
+    import pyarrow as pa
+
+    from pipelines.iterate import Session
+    from transforms.labeling_functions import load_lf_set
+
+    rng = np.random.default_rng(5)
+    n = 120
+    y = rng.integers(0, 2, n)
+    brightness = np.clip(0.25 + 0.5 * y + rng.normal(0, 0.15, n), 0, 1)
+    fields = [
+        json.dumps({"brightness": float(b), "frame": i, "image": _png(b), "note": MARKUP})
+        for i, b in enumerate(brightness)
+    ]
+    same = [np.flatnonzero(y == c) for c in (0, 1)]
+    neighbours = np.stack([rng.choice(same[c], 5) for c in y])
+    sims = np.sort(rng.uniform(0.5, 0.95, neighbours.shape), axis=1)[:, ::-1].astype(np.float32)
+    dev = rng.random(n) < 0.3
+    path = tmp_path / "image_lfs.py"
+    path.write_text(IMAGE_LFS)
+    session = Session(
+        ids=np.asarray([f"frame{i:03d}" for i in range(n)]), texts=pa.array([""] * n), fields_json=fields,
+        gold=np.where(dev, y, -1), eval_gold=np.where(dev, y, -1), split=np.where(dev, "tune", "corpus"),
+        neighbours=neighbours, sims=sims, embeddings=None, lfs=load_lf_set(str(path)).lfs,
+        votes=np.stack([np.where(brightness > 0.6, 1, -1), np.where(brightness < 0.4, 0, -1)], axis=1),
+        config=LabelerConfig(end_model=False, min_gold=10), class_names=("dark", "bright"),
+    )  # fmt: skip
+    return Studio(session, str(path), str(tmp_path / "export"))
+
+
+def test_non_text_documents_show_their_id_fields_and_a_thumbnail(image_studio):
+    from pipelines import studio_views
+
+    session, result = image_studio.session, image_studio.result
+    details = studio_views.lf_details(session, result, "bright")
+    assert details["votes_count"] > 0 and details["gained_count"] > 0
+    for doc in details["votes"] + details["gained"] + [d["source"] for d in details["gained"]]:
+        assert doc["thumbnail"].startswith("data:image/png;base64,iVBOR"), doc["id"]
+        assert doc["id"].startswith("frame") and "image=[image]" in doc["text"]
+        assert f"brightness={session.fields(int(doc['id'][5:]))['brightness']:.4g}" in doc["text"]
+    assert details["votes"][0]["meta"][0] == details["votes"][0]["id"]
+    page = studio_views.report_html(session, result)  # the export's report.html: escaped, thumbnails
+    assert '<b id="xss-marker">' not in page and "&lt;b id=&quot;xss-marker&quot;&gt;" not in page  # no examples
+    assert "bright" in page and 'id="lf-table"' in page
+
+
+@pytest.mark.chromium
+@needs_chromium
+def test_non_text_documents_in_headless_chromium(image_studio, tmp_path):
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+
+    with _browse(image_studio, tmp_path / "profile", lf_rows=2) as (driver, wait):
+        driver.find_element(By.CSS_SELECTOR, "#lf_table tr[data-lf='bright']").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gained .doc .source img.thumbnail"))
+        images = driver.find_elements(By.CSS_SELECTOR, "#lf_details .doc img.thumbnail")
+        assert images and all(driver.execute_script("return arguments[0].naturalWidth", img) == 8 for img in images)
+        doc = driver.find_element(By.CSS_SELECTOR, "#lf_details .doc")
+        assert doc.get_attribute("data-id").startswith("frame")
+        assert "brightness=" in doc.text and "frame=" in doc.text and "image=[image]" in doc.text
+        assert driver.find_elements(By.ID, "xss-marker") == [] and driver.title == "epoxy-beam LF studio"
+        assert 'note=<img src=x onerror="document.title=1">' in doc.text  # markup in a field shows as text
+        driver.save_screenshot(str(ARTIFACTS / "studio_non_text.png"))

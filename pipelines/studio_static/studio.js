@@ -1,4 +1,6 @@
 // epoxy-beam LF studio. Every value from the server is set with textContent (never innerHTML).
+// What is shown (numbers, headers, labels, document texts and fields) arrives formatted by the
+// server (pipelines/rendering.py); this file only builds the DOM from it.
 "use strict";
 
 const TOKEN = new URLSearchParams(window.location.search).get("token") || "";
@@ -29,30 +31,24 @@ async function api(path, body) {
   return data;
 }
 
-function fmt(value, digits = 3) {
-  if (value === null || value === undefined) return "–";
-  if (typeof value === "number") return value.toFixed(digits);
-  return String(value);
-}
-
-function delta(value) {
-  const span = el("span");
-  if (value === null || value === undefined || Math.abs(value) < 5e-4) return span;
-  span.textContent = (value > 0 ? " +" : " ") + value.toFixed(3);
-  span.className = value > 0 ? "up" : "down";
+function cellNode(cell) {
+  // A cell is a string or {text, delta, trend}: a figure and its change from the previous state.
+  if (typeof cell === "string") return document.createTextNode(cell);
+  const span = el("span", cell.text);
+  if (cell.delta) span.appendChild(el("span", " " + cell.delta, cell.trend));
   return span;
 }
 
-function fillTable(table, header, rows) {
+function fillTable(table, view) {
   table.replaceChildren();
   const head = el("tr");
-  header.forEach((name) => head.appendChild(el("th", name)));
+  view.columns.forEach((name) => head.appendChild(el("th", name)));
   table.appendChild(head);
-  rows.forEach((cells) => {
+  view.rows.forEach((cells) => {
     const tr = el("tr");
     cells.forEach((cell) => {
       const td = el("td");
-      if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell;
+      td.appendChild(cellNode(cell));
       tr.appendChild(td);
     });
     table.appendChild(tr);
@@ -60,15 +56,24 @@ function fillTable(table, header, rows) {
   return table;
 }
 
+function documentBody(doc, className) {
+  // The document's thumbnail (non-text documents with an image field) and its text or fields.
+  const box = el("div", null, className);
+  if (doc.thumbnail && doc.thumbnail.startsWith("data:image/")) {
+    const img = el("img", null, "thumbnail");
+    img.alt = "";
+    img.src = doc.thumbnail;
+    box.appendChild(img);
+  }
+  box.appendChild(el("span", doc.text, "text"));
+  return box;
+}
+
 function documentNode(doc, extra) {
   const box = el("div", null, "doc");
-  box.appendChild(el("div", doc.text));
-  const meta = [doc.id, "label " + doc.label + " (" + fmt(doc.prob, 2) + ")"];
-  if (doc.vote !== undefined) meta.push("vote " + doc.vote);
-  if (doc.gold !== undefined) meta.push("gold " + doc.gold);
-  if (doc.before !== undefined) meta.push("was " + doc.before);
-  if (doc.lfs !== undefined) meta.push("LFs: " + (doc.lfs.join(", ") || "none"));
-  box.appendChild(el("div", meta.join(" · "), "meta"));
+  box.dataset.id = doc.id;
+  box.appendChild(documentBody(doc, "body"));
+  box.appendChild(el("div", doc.meta.join(" · "), "meta"));
   if (extra) box.appendChild(extra);
   return box;
 }
@@ -81,10 +86,7 @@ function showError(message) {
 function render(state) {
   showError(state.error);
   $("path").textContent = state.path;
-  $("status").textContent = state.documents + " documents · " + state.lf_table.length + " LFs · "
-    + state.refit + " relabel " + fmt(state.seconds) + " s"
-    + (state.applied.length ? " · applied " + state.applied.join(", ") : "")
-    + (state.removed.length ? " · removed " + state.removed.join(", ") : "");
+  $("status").textContent = state.status;
   const editor = $("source");
   if (savedSource === null || editor.value === savedSource) {
     editor.value = state.source;
@@ -102,29 +104,20 @@ function render(state) {
       select.appendChild(option);
     });
   });
-  fillTable($("metrics"), ["split", "accuracy", "macro F1", "rows"],
-    Object.entries(state.metrics).map(([split, m]) => {
-      const acc = el("span", fmt(m.accuracy)); acc.appendChild(delta(m.delta_accuracy));
-      const f1 = el("span", fmt(m.macro_f1)); f1.appendChild(delta(m.delta_macro_f1));
-      return [split, acc, f1, String(m.rows)];
-    }));
-  fillTable($("distribution"), ["class", "documents"],
-    state.distribution.map((d) => [d.class, String(d.documents)]));
-  $("covered").textContent = "covered after extension: " + fmt(100 * state.covered, 1) + " %";
+  fillTable($("metrics"), state.metrics_table);
+  fillTable($("distribution"), state.distribution_table);
+  $("covered").textContent = state.covered_text;
   renderLfTable(state);
   $("changed_count").textContent = "(" + state.changed_count + ")";
   $("changed").replaceChildren(...state.changed.map((doc) => documentNode(doc)));
-  if (selectedLf && state.lf_table.some((row) => row.name === selectedLf)) showLf(selectedLf);
+  if (selectedLf && state.lf_view.rows.some((row) => row.lf === selectedLf)) showLf(selectedLf);
 }
 
 function renderLfTable(state) {
-  const columns = [["name", "LF"], ["Polarity", "polarity"], ["Coverage", "coverage"],
-    ["Extended Coverage", "ext. coverage"], ["Overlaps", "overlaps"], ["Conflicts", "conflicts"],
-    ["Emp. Acc.", "dev acc."], ["Est. Acc.", "est. acc."], ["failures", "failures"]];
-  const table = fillTable($("lf_table"), columns.map((c) => c[1]),
-    state.lf_table.map((row) => columns.map(([key]) => (key === "failures" ? String(row[key]) : fmt(row[key])))));
+  const view = state.lf_view;
+  const table = fillTable($("lf_table"), { columns: view.columns, rows: view.rows.map((row) => row.cells) });
   Array.from(table.rows).slice(1).forEach((tr, i) => {
-    const name = state.lf_table[i].name;
+    const name = view.rows[i].lf;
     tr.className = "lf" + (state.applied.includes(name) ? " applied" : "");
     tr.dataset.lf = name;
     tr.addEventListener("click", () => showLf(name));
@@ -137,20 +130,18 @@ async function showLf(name) {
   const box = $("lf_details");
   $("lf_name").textContent = name;
   if (d.error) { box.replaceChildren(el("p", d.error, "error")); return; }
-  const parts = [el("p", "threshold " + fmt(d.threshold) + " · votes on " + d.votes_count
-    + " documents · gained " + d.gained_count + " by extension · wrong on " + d.errors_count
-    + " of " + d.dev_votes + " dev rows")];
+  const parts = [el("p", d.summary)];
   parts.push(el("h3", "Votes"), ...d.votes.map((doc) => documentNode(doc)));
   const gained = el("div"); gained.id = "gained";
   gained.appendChild(el("h3", "Gained by extension"));
   d.gained.forEach((doc) => {
-    const source = el("div", "from neighbour " + doc.source_id + " (similarity " + fmt(doc.similarity)
-      + "): " + doc.source_text, "source");
+    const source = el("div", doc.source_caption + ": ", "source");
+    source.appendChild(documentBody(doc.source, "source_doc"));
     gained.appendChild(documentNode(doc, source));
   });
   parts.push(gained, el("h3", "Errors on dev rows"), ...d.errors.map((doc) => documentNode(doc)));
   if (d.failures.length) {
-    parts.push(el("h3", "Failures"), ...d.failures.map((f) => el("div", f.id + ": " + f.message, "doc")));
+    parts.push(el("h3", "Failures"), ...d.failures.map((f) => el("div", f.text, "doc")));
   }
   box.replaceChildren(...parts);
 }
@@ -158,14 +149,14 @@ async function showLf(name) {
 async function refresh() {
   const state = await api("/api/state?since=" + version);
   if (state.unchanged) return;
-  if (state.error && state.lf_table === undefined) { showError(state.error); return; }
+  if (state.error && state.lf_view === undefined) { showError(state.error); return; }
   version = state.version;
   render(state);
 }
 
 async function submit(path, body) {
   const state = await api(path, body);
-  if (state.lf_table === undefined) { showError(state.error); return; }
+  if (state.lf_view === undefined) { showError(state.error); return; }
   version = state.version;
   savedSource = null;  // the editor takes the saved file
   render(state);
@@ -187,7 +178,7 @@ window.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     const result = await api("/api/search?q=" + encodeURIComponent(formValues(event.target).q));
     const box = $("search_results");
-    box.replaceChildren(el("p", result.count + " documents contain " + JSON.stringify(result.query)),
+    box.replaceChildren(el("p", result.summary),
       ...result.hits.map((doc) => documentNode(doc)));
   });
   $("export").addEventListener("click", async () => {

@@ -1,20 +1,31 @@
-"""LF analysis (Snorkel's ``LFAnalysis`` columns) from statistics, not from the label matrix.
+"""The LF table (Snorkel's ``LFAnalysis`` columns plus extension and failures) from statistics.
+
+One row per LF with the same keys everywhere: ``summary.json``'s ``lfs``, ``report.html``, the
+console summaries, ``iterate`` and the studio all show the rows of :func:`lf_table` (how they
+look is :mod:`pipelines.rendering`'s concern). The rows are computed from
+:class:`~transforms.core.statistics.LabelStatistics`, never from the label matrix, plus the
+(small) votes of the dev rows.
 
 >>> from transforms.core.statistics import LabelStatistics
 >>> L = np.array([[1, 1, -1], [0, 1, 0], [-1, -1, -1], [0, 0, 0], [1, -1, 1]], np.int8)
 >>> E = np.array([[1, 1, 1], [0, 1, 0], [-1, 1, -1], [0, 0, 0], [1, -1, 1]], np.int8)
->>> rows = lf_analysis(["a", "b", "c"], LabelStatistics.empty(3, 2).add(L),
-...                    extended=LabelStatistics.empty(3, 2).add(E),
-...                    gold_votes=L[:2], gold=np.array([1, 0]))
->>> rows[1]["Polarity"], rows[1]["Coverage"], rows[1]["Conflicts"], rows[1]["Emp. Acc."]
-([0, 1], 0.6, 0.2, 0.5)
->>> rows[2]["Extended Coverage"], rows[2]["Coverage Gain"]
-(0.8, 0.2)
+>>> rows = lf_table(["a", "b", "c"], LabelStatistics.empty(3, 2).add(L),
+...                 LabelStatistics.empty(3, 2).add(E), gold_votes=L[:2], gold=np.array([1, 0]),
+...                 thresholds=np.array([np.inf, 0.8, 0.7]), failures={"c": 2})
+>>> row = rows[1]
+>>> row["lf"], row["polarity"], row["coverage"], row["conflicts"], row["empirical_accuracy"]
+('b', [0, 1], 0.6, 0.2, 0.5)
+>>> rows[2]["coverage_extended"], rows[2]["failures"], rows[0]["threshold"], rows[1]["threshold"]
+(0.8, 2, None, 0.8)
+>>> rows[2]["correct"], rows[2]["incorrect"], rows[2]["estimated_accuracy"]  # no label model given
+(1, 0, None)
+>>> sorted(row) == sorted(LF_TABLE_KEYS)
+True
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -22,30 +33,53 @@ from transforms.core.label_models import LabelModel
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN
 
+# The keys of every row of :func:`lf_table`, in the order the tables show them.
+LF_TABLE_KEYS = (
+    "lf",
+    "polarity",
+    "coverage",
+    "coverage_extended",
+    "overlaps",
+    "conflicts",
+    "correct",
+    "incorrect",
+    "empirical_accuracy",
+    "estimated_accuracy",
+    "threshold",
+    "failures",
+)
 
-def lf_analysis(
+
+def lf_table(
     lf_names: Sequence[str],
     raw: LabelStatistics,
-    *,
     extended: LabelStatistics | None = None,
+    *,
     label_model: LabelModel | None = None,
+    thresholds: np.ndarray | None = None,
     gold_votes: np.ndarray | None = None,
     gold: np.ndarray | None = None,
+    failures: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per LF, in LF order.
+    """One row per LF, in LF order, with the keys :data:`LF_TABLE_KEYS`.
 
     Args:
         lf_names: The LF names (``m``).
-        raw: Statistics of the LFs' own votes.
-        extended: Statistics of the extended votes, for ``Extended Coverage``/``Coverage Gain``.
-        label_model: A fitted model, for ``Est. Acc.`` (its estimated accuracy per LF).
-        gold_votes: ``int [g, m]`` raw votes of gold-labelled rows, for ``Correct``,
-            ``Incorrect``, ``Emp. Acc.`` (NaN when the LF never votes on a gold row).
+        raw: Statistics of the LFs' own votes (``polarity``, ``coverage``, ``overlaps``,
+            ``conflicts``: shares of all documents).
+        extended: Statistics of the extended votes, for ``coverage_extended`` (else ``None``).
+        label_model: A fitted model, for ``estimated_accuracy`` (its estimate per LF; NaN for
+            majority vote; ``None`` without a model).
+        thresholds: ``float [m]`` cosine extension thresholds, for ``threshold`` (``None``
+            where infinite: the LF is not extended).
+        gold_votes: ``int [g, m]`` raw votes of gold-labelled rows, for ``correct``,
+            ``incorrect`` and ``empirical_accuracy`` (``None`` when the LF never votes on a
+            gold row, or without gold rows).
         gold: ``int [g]`` their gold labels.
+        failures: ``{lf name: rows the LF raised on or returned an invalid value for}``.
 
     Returns:
-        Dicts with keys ``j``, ``name``, ``Polarity``, ``Coverage``, ``Overlaps``, ``Conflicts``
-        and, when given the inputs, the optional columns above.
+        The rows, JSON-ready (plain ints, floats, lists and ``None``).
 
     Raises:
         ValueError: if the names and the statistics disagree on ``m``.
@@ -55,28 +89,34 @@ def lf_analysis(
         raise ValueError(f"{len(lf_names)} LF names for statistics of {m} LFs: pass one name per LF")
     n = max(raw.n, 1)
     counts = raw.class_counts
-    raw_coverage = np.diagonal(raw.co_votes)  # each read of co_votes sums the whole joint
-    extended_coverage = np.diagonal(extended.co_votes) if extended is not None else None
-    rows: list[dict[str, Any]] = []
+    coverage = counts.sum(axis=1) / n
+    coverage_extended = None if extended is None else extended.coverage_counts / max(extended.n, 1)
+    dev_votes, correct = _dev_counts(gold_votes, gold, m)
+    failures = failures or {}
+    rows = []
     for j, name in enumerate(lf_names):
-        row: dict[str, Any] = {
-            "j": j,
-            "name": name,
-            "Polarity": [int(c) for c in np.flatnonzero(counts[j])],
-            "Coverage": float(raw_coverage[j] / n),
-            "Overlaps": float(raw.overlaps[j] / n),
-            "Conflicts": float(raw.conflicts[j] / n),
-        }
-        if gold_votes is not None and gold is not None:
-            voted = gold_votes[:, j] != ABSTAIN
-            correct = int((gold_votes[voted, j] == gold[voted]).sum())
-            row["Correct"] = correct
-            row["Incorrect"] = int(voted.sum()) - correct
-            row["Emp. Acc."] = float(correct / voted.sum()) if voted.any() else float("nan")
-        if label_model is not None:
-            row["Est. Acc."] = float(label_model.accuracies[j])
-        if extended is not None:
-            row["Extended Coverage"] = float(extended_coverage[j] / max(extended.n, 1))
-            row["Coverage Gain"] = round(row["Extended Coverage"] - row["Coverage"], 12)
-        rows.append(row)
+        threshold = None if thresholds is None else float(thresholds[j])
+        rows.append({
+            "lf": name,
+            "polarity": [int(c) for c in np.flatnonzero(counts[j])],
+            "coverage": float(coverage[j]),
+            "coverage_extended": None if coverage_extended is None else float(coverage_extended[j]),
+            "overlaps": float(raw.overlaps[j] / n),
+            "conflicts": float(raw.conflicts[j] / n),
+            "correct": int(correct[j]),
+            "incorrect": int(dev_votes[j] - correct[j]),
+            "empirical_accuracy": float(correct[j] / dev_votes[j]) if dev_votes[j] else None,
+            "estimated_accuracy": None if label_model is None else float(label_model.accuracies[j]),
+            "threshold": threshold if threshold is not None and np.isfinite(threshold) else None,
+            "failures": int(failures.get(name, 0)),
+        })  # fmt: skip
     return rows
+
+
+def _dev_counts(gold_votes: np.ndarray | None, gold: np.ndarray | None, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(votes, correct votes)`` per LF on the gold rows (zeros without gold rows)."""
+    if gold_votes is None or gold is None:
+        return np.zeros(m, np.int64), np.zeros(m, np.int64)
+    gold_votes = np.asarray(gold_votes).reshape(-1, m)
+    voted = gold_votes != ABSTAIN
+    return voted.sum(axis=0), (voted & (gold_votes == np.asarray(gold)[:, None])).sum(axis=0)

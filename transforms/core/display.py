@@ -5,8 +5,8 @@ pairs (long lists and strings shortened), preceded, when a field holds a small b
 GIF or BMP, by one line with that image as a ``data:`` URI, which :func:`split_thumbnail` takes
 back off for the report (which escapes both parts).
 
->>> display_text("", {"frame": 3, "vec": [0.1] * 50}, 80)
-'frame=3 vec=[50 numbers]'
+>>> display_text("", {"frame": 3, "score": 0.876543, "vec": [0.1] * 50}, 80)
+'frame=3 score=0.8765 vec=[50 numbers]'
 >>> split_thumbnail(display_text("", {"img": "iVBORw0KGgoAAAA="}, 80))
 ('data:image/png;base64,iVBORw0KGgoAAAA=', 'img=[image]')
 """
@@ -46,6 +46,8 @@ def image_mime(value: Any) -> str:
 def _short(value: Any) -> str:
     if image_mime(value):
         return "[image]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
     if isinstance(value, list) and len(value) > 8:
         return f"[{len(value)} numbers]" if all(isinstance(v, (int, float)) for v in value) else f"[{len(value)} items]"
     text = str(value)
