@@ -112,8 +112,8 @@ class WeakLabelOptions:
         "auto",
         "Label model: auto (with enough tuning rows, triplet or moments when cross-validation "
         "shows they beat naive_bayes, i.e. majority vote refined by the tuning rows; otherwise "
-        "triplet for binary tasks and majority vote for multi-class), triplet, moments, "
-        "naive_bayes or majority_vote.",
+        "triplet for binary tasks whose LFs overlap enough to estimate it, else majority vote), "
+        "triplet, moments, naive_bayes or majority_vote.",
     )
     thresholds: str = _option(
         "auto",
