@@ -42,8 +42,9 @@ def voted_edges(
 
     ``neighbour_votes`` is the neighbour's ``int8 [m]`` votes as bytes and ``source`` its
     :func:`source_hash` as an int: Beam's coder writes both natively, while it pickles every
-    ``ndarray`` and numpy scalar (287 instead of 47 bytes and ~25× the time per edge, measured in
-    docs/scale.md). Neighbours without votes (dead-lettered rows) or that no LF voted on add nothing.
+    ``ndarray`` and numpy scalar (287 instead of 65 bytes and ~12× the time per edge:
+    ``benchmarks/edge_coder.py``). Neighbours without votes (dead-lettered rows) or that no LF
+    voted on add nothing.
     """
     neighbour_id, groups = joined
     if not groups["votes"]:
