@@ -161,6 +161,8 @@ def write_outputs(
 ) -> beam.PCollection:
     """Writes every output to staging, summarises, and commits; returns the output path.
 
+    Four steps: the tables (labels, dead letters), the summary's inputs, the summary with the
+    files made from it (summary.json, report.html, model.json), then the commit.
     ``embedded`` and ``embedding_cache_hits`` hold one element per document embedded by the
     model and per embedding taken from the cache; only their counts are used.
     ``cache_warnings`` (corrupt cache files that were ignored and rebuilt) go into
@@ -168,10 +170,41 @@ def write_outputs(
     and timings go to ``summary.json`` (``stages``, see :mod:`transforms.stage_stats`); the
     labels write is added as ``write_labels``.
     """
-    pipeline = labels.pipeline
-    staging = plan.staging_dir
-    runner = str(pipeline.options.view_as(StandardOptions).runner or "default")
     built_at = time.time()
+    label_paths, dead_paths = _write_tables(plan, labels, dead_letters)
+    singletons = _summary_inputs(plan, docs, labels, dead_letters, lf_failures, embedded)
+    if stages is not None:
+        singletons["stages"] = {**stages, "write_labels": label_paths} | "StageStats" >> StageStats(
+            built_at
+        )
+    if embedding_cache_hits is not None:
+        singletons["embedding_cache_hits"] = (
+            embedding_cache_hits | "CountCacheHits" >> beam.combiners.Count.Globally()
+        )
+    if "examples" in fit:
+        singletons["examples"] = docs | "ResolveExamples" >> ResolveExamples(fit["examples"])
+    runner = _runner_name(labels.pipeline)
+    run = {"runner": runner, "built_at": built_at, "cache_warnings": cache_warnings}
+    summary = _summary(plan, labels.pipeline, singletons, fit, run)
+    written = _write_summary_files(plan, summary, fit)
+    return (
+        (label_paths, dead_paths, *written)
+        | "AllWritten" >> beam.Flatten()
+        | "GatherWritten" >> beam.combiners.ToList()
+        | "Commit"
+        >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary), plan=plan)
+    )
+
+
+def _runner_name(pipeline: beam.Pipeline) -> str:
+    return str(pipeline.options.view_as(StandardOptions).runner or "default")
+
+
+def _write_tables(
+    plan: "RunPlan", labels: beam.PCollection, dead_letters: beam.PCollection
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Step 1: the labels Parquet shards and the dead-letter JSONL, sorted, in staging."""
+    staging = plan.staging_dir
     label_paths = labels | "WriteLabels" >> WriteSortedShards(
         directory=FileSystems.join(staging, "labels"),
         prefix="part",
@@ -191,10 +224,22 @@ def write_outputs(
         sort_key=_dead_letter_sort_key,
         shard_key=lambda row: row["doc_id"] or row["source"],
     )
+    return label_paths, dead_paths
+
+
+def _summary_inputs(
+    plan: "RunPlan",
+    docs: beam.PCollection,
+    labels: beam.PCollection,
+    dead_letters: beam.PCollection,
+    lf_failures: beam.PCollection,
+    embedded: beam.PCollection,
+) -> dict[str, beam.PCollection]:
+    """Step 2: the singletons the summary is made of (counts, samples, histograms)."""
     input_dead = dead_letters | "InputRowDeadLetters" >> beam.Filter(
         lambda dead: dead.counts_as_input_row
     )
-    singletons = {
+    return {
         "origins": docs
         | "DocumentOrigin" >> beam.Map(lambda doc: doc["origin"])
         | "CountByOrigin" >> beam.combiners.Count.PerElement()
@@ -222,34 +267,48 @@ def write_outputs(
         | "ConfidenceHistogram"
         >> beam.CombineGlobally(confidence_histogram_fn(plan.cardinality)),
     }
-    if stages is not None:
-        singletons["stages"] = {**stages, "write_labels": label_paths} | "StageStats" >> StageStats(
-            built_at
-        )
-    if embedding_cache_hits is not None:
-        singletons["embedding_cache_hits"] = (
-            embedding_cache_hits | "CountCacheHits" >> beam.combiners.Count.Globally()
-        )
-    if "examples" in fit:
-        singletons["examples"] = docs | "ResolveExamples" >> ResolveExamples(fit["examples"])
+
+
+def _summary(
+    plan: "RunPlan",
+    pipeline: beam.Pipeline,
+    singletons: Mapping[str, beam.PCollection],
+    fit: Mapping[str, beam.PCollection],
+    run: Mapping[str, Any],
+) -> beam.PCollection:
+    """Step 3a: the one summary dict, from the singletons and the fit's outputs.
+
+    ``run`` holds ``runner``, ``built_at`` and ``cache_warnings``; the run's facts (wall time
+    included) are taken when the summary is computed, at the end of the run.
+    """
     side_inputs = {name: beam.pvalue.AsSingleton(pcoll) for name, pcoll in singletons.items()}
     side_inputs.update(
         {f"fit_{name}": beam.pvalue.AsSingleton(pcoll) for name, pcoll in fit.items()}
     )
-    summary = (
+    return (
         pipeline
         | "SummarySeed" >> beam.Create([None])
         | "Summarise"
         >> beam.Map(
             lambda _, **values: _summarise(
                 plan,
-                run={**_run_facts(runner, built_at), "cache_warnings": list(cache_warnings)},
+                run={
+                    **_run_facts(run["runner"], run["built_at"]),
+                    "cache_warnings": list(run["cache_warnings"]),
+                },
                 fit={name[4:]: v for name, v in values.items() if name.startswith("fit_")},
                 **{name: v for name, v in values.items() if not name.startswith("fit_")},
             ),
             **side_inputs,
         )
     )
+
+
+def _write_summary_files(
+    plan: "RunPlan", summary: beam.PCollection, fit: Mapping[str, beam.PCollection]
+) -> tuple[beam.PCollection, ...]:
+    """Step 3b: summary.json, report.html and model.json in staging; their paths."""
+    staging = plan.staging_dir
     summary_path = summary | "WriteSummary" >> beam.Map(
         lambda value: write_file(FileSystems.join(staging, "summary.json"), _json_bytes(value))
     )
@@ -263,10 +322,4 @@ def write_outputs(
             FileSystems.join(staging, "model.json"), _json_bytes(fitted.to_dict())
         )
     )
-    return (
-        (label_paths, dead_paths, summary_path, report_path, model_path)
-        | "AllWritten" >> beam.Flatten()
-        | "GatherWritten" >> beam.combiners.ToList()
-        | "Commit"
-        >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary), plan=plan)
-    )
+    return summary_path, report_path, model_path

@@ -77,27 +77,71 @@ def snapshot_metadata(plan: RunPlan) -> dict[str, Any]:
     }
 
 
-def embed_documents(
-    docs: beam.PCollection, plan: RunPlan, cache: CachePlan | None, dead_letters: list
-) -> tuple[beam.PCollection, dict[str, beam.PCollection]]:
-    """The embed stage of any modality: ``(documents that got a vector, outputs)``.
+def neighbour_config(plan: RunPlan) -> NeighbourConfig:
+    """The kNN graph's configuration from the options."""
+    opts = plan.options
+    return NeighbourConfig(
+        num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
+    )
 
-    The outputs hold ``embeddings`` and ``embedded`` ``(id, vector)``; with a cache also ``new``,
-    ``hits`` and ``hashes`` ``(id, content hash)``, which key the cache entries. A non-text
-    stage's dead letters are appended to ``dead_letters``.
+
+@dataclasses.dataclass(frozen=True)
+class Indexed:
+    """What the embed-and-index step gives the rest of the job.
+
+    Attributes:
+        docs: The documents that got a vector (a non-text stage dead-letters the others).
+        embeddings: ``(id, unit vector)`` of every document in ``docs``.
+        neighbours: ``(id, (neighbour ids, similarities))``: the kNN graph.
+        embedded: One element per document the model (or vector field) embedded (counted).
+        dead_letters: The step's dead letters (non-text rows without a usable vector).
+        cache_hits: ``(id, vector)`` taken from the cache, ``None`` without a cache.
+        cache_entries: With a cache, what :class:`WriteCache` stores: ``new`` ``(hash,
+            vector)`` and ``hashes`` ``(id, content hash)``; ``None`` without a cache.
     """
+
+    docs: beam.PCollection
+    embeddings: beam.PCollection
+    neighbours: beam.PCollection
+    embedded: beam.PCollection
+    dead_letters: tuple[beam.PCollection, ...] = ()
+    cache_hits: beam.PCollection | None = None
+    cache_entries: dict[str, beam.PCollection] | None = None
+
+
+def embed_and_index(docs: beam.PCollection, plan: RunPlan, cache: CachePlan | None) -> Indexed:
+    """Embeds the documents of any modality (through the cache when there is one) and builds
+    the kNN graph (reusing the cached one's rows that are still valid)."""
+    config = neighbour_config(plan)
+    dead: tuple[beam.PCollection, ...] = ()
     if plan.modality.non_text:
         embedded = docs | "EmbedNonText" >> EmbedNonText(plan.modality)
-        dead_letters.append(embedded[DEAD_LETTER_TAG])
-        return embedded["documents"], embedded
-    texts = docs | "EmbedInput" >> beam.Map(embed_input)
-    config = EmbedConfig(model_path=plan.options.model)
+        docs, dead = embedded["documents"], (embedded[DEAD_LETTER_TAG],)
+    else:
+        texts = docs | "EmbedInput" >> beam.Map(embed_input)
+        embed_config = EmbedConfig(model_path=plan.options.model)
+        if cache is None:
+            embeddings = texts | "Embed" >> EmbedTexts(embed_config)
+            neighbours = embeddings | "Neighbours" >> NeighbourGraph(config)
+            return Indexed(docs, embeddings, neighbours, embedded=embeddings)
+        embedded = dict(texts | "EmbedWithCache" >> EmbedWithCache(embed_config, cache))
+        embedded["hashes"] = texts | "TextHashes" >> beam.MapTuple(
+            lambda doc_id, text: (doc_id, text_hash(text))
+        )
     if cache is None:
-        embeddings = texts | "Embed" >> EmbedTexts(config)
-        return docs, {"embeddings": embeddings, "embedded": embeddings}
-    embedded = texts | "EmbedWithCache" >> EmbedWithCache(config, cache)
-    hashes = texts | "TextHashes" >> beam.MapTuple(lambda doc_id, text: (doc_id, text_hash(text)))
-    return docs, {**embedded, "hashes": hashes}
+        neighbours = embedded["embeddings"] | "Neighbours" >> NeighbourGraph(config)
+    else:
+        graph_inputs = {"embeddings": embedded["embeddings"], "hashes": embedded["hashes"]}
+        neighbours = graph_inputs | "NeighboursWithCache" >> GraphWithCache(cache)
+    return Indexed(
+        docs,
+        embedded["embeddings"],
+        neighbours,
+        embedded=embedded["embedded"],
+        dead_letters=dead,
+        cache_hits=None if cache is None else embedded["hits"],
+        cache_entries=None if cache is None else {"new": embedded["new"], "hashes": embedded["hashes"]},
+    )
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
@@ -114,30 +158,22 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, opts.holdout_fraction)
 
     all_docs = docs  # every document read, also those a non-text stage dead-letters (row counts)
-    neighbour_config = NeighbourConfig(
-        num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
-    )
-    cache = cache_plan(plan, neighbour_config)
+    cache = cache_plan(plan, neighbour_config(plan))
     for problem in cache.problems if cache is not None else ():
         print(f"epoxy-beam: warning: {problem}", file=sys.stderr)
-    docs, embedded = embed_documents(docs, plan, cache, dead_letters)
-    embeddings = embedded["embeddings"]
-    if cache is None:
-        neighbours = embeddings | "Neighbours" >> NeighbourGraph(neighbour_config)
-    else:
-        graph_inputs = {"embeddings": embeddings, "hashes": embedded["hashes"]}
-        neighbours = graph_inputs | "NeighboursWithCache" >> GraphWithCache(cache)
+    indexed = embed_and_index(docs, plan, cache)
+    docs, embeddings, neighbours = indexed.docs, indexed.embeddings, indexed.neighbours
+    dead_letters.extend(indexed.dead_letters)
     applied = docs | "ApplyLFs" >> ApplyLFs(plan.vote_source())
     dead_letters.append(applied[DEAD_LETTER_TAG])
     if cache is not None:
         _ = {
-            "new": embedded["new"],
-            "hits": embedded["hits"],
-            "embedded": embedded["embedded"],
+            **indexed.cache_entries,
+            "hits": indexed.cache_hits,
+            "embedded": indexed.embedded,
             "graph": neighbours,
             "docs": docs,
             "votes": applied[VOTES_TAG],
-            "hashes": embedded["hashes"],
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
     joined = {
@@ -158,8 +194,8 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         lf_failures=applied[LF_FAILURES_TAG],
         docs=all_docs,
         fit=fit,
-        embedded=embedded["embedded"],
-        embedding_cache_hits=None if cache is None else embedded["hits"],
+        embedded=indexed.embedded,
+        embedding_cache_hits=indexed.cache_hits,
         cache_warnings=() if cache is None else cache.problems,
         stages={
             "read": corpus[DOCUMENTS_TAG],
