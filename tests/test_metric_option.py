@@ -8,14 +8,7 @@ import pytest
 
 from pipelines import weak_label
 from pipelines.options import parse_options
-
-
-def _argv(files, model, output, *extra):
-    return [
-        "--input", files["corpus"], "--dev_input", files["dev"],
-        "--labeling_functions", files["lfs"], "--model", model, "--output", output,
-        "--num_neighbours", "5", "--runner=FnApiRunner", *extra,
-    ]  # fmt: skip
+from tests.test_pipeline_e2e import _argv
 
 
 def _plan(files, model, tmp_path, *extra):
