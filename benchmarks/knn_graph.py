@@ -187,7 +187,7 @@ def run_case(
 
 def real_corpus(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """youtube + trec embeddings (MiniLM) and their LF votes (block-diagonal: own LFs only)."""
-    from benchmarks.label_quality import DEFAULT_MODEL_DIR, embed_texts, load_wrench
+    from benchmarks.wrench import DEFAULT_MODEL_DIR, embed_texts, load_wrench
 
     vectors, vote_blocks = [], []
     for name in ("youtube", "trec"):
