@@ -16,14 +16,16 @@ alike, and the best run of each is reported. Both sort texts by length before ba
   encoder is built in memory from the same weights because the SavedModel fuses tokenizer
   (string ops, not XLA-compilable) and encoder in one signature.
 
-Each variant's vectors are compared with the fp32 vectors of the same texts (min and mean
+A variant may carry its own model batch size, ``NAME@N`` (e.g. ``bf16@64``); without one it
+uses ``--batch-size``. Each variant's vectors are compared with the fp32 vectors of the same texts (min and mean
 cosine). The fp32 SavedModel matches the PyTorch reference at min cosine 0.9999998
 (``benchmarks/results/embed_throughput.json``), so cosine against fp32 is the proxy for cosine
 against the reference when sentence-transformers is not installed.
 
 Share of peak: useful encoder FLOPs (real tokens only, no padding) per second divided by the
 peak float32 FLOP/s of a large matmul measured on the same cores (best of TF and numpy,
-2048 x 2048 x 2048); the bf16 variant is also given against the measured bf16 matmul peak.
+2048 x 2048 x 2048), measured before and after the runs, the higher figure kept (under load
+from other processes a single measurement reads low and inflates the share); the bf16 variant is also given against the measured bf16 matmul peak.
 
 Usage::
 
@@ -156,22 +158,23 @@ class BucketedXlaEncoder:
 
 def build_engines(variants: Sequence[str], model: Any, batch_size: int) -> dict[str, Callable[[list[str]], np.ndarray]]:
     """One ``texts -> unit vectors`` function per variant (fp32 first), plus ``reference`` if installed."""
-    args = {"model_batch_size": batch_size}
 
-    def with_precision(precision: str, target: object) -> Callable[[list[str]], np.ndarray]:
+    def with_precision(precision: str, target: object, rows: int) -> Callable[[list[str]], np.ndarray]:
         def run(texts: list[str]) -> np.ndarray:
             apply_precision(precision)
-            return length_sorted_inference(target, texts, args)
+            return length_sorted_inference(target, texts, {"model_batch_size": rows})
 
         return run
 
     engines = {}
     for variant in ["fp32", *[name for name in variants if name != "fp32"]]:
-        if variant == "xla":
+        kind, _, rows_text = variant.partition("@")
+        rows = int(rows_text or batch_size)
+        if kind == "xla":
             weights, vocab, config = load_source(default_source_dir())
-            engines[variant] = with_precision("fp32", BucketedXlaEncoder(MiniLMEmbedder(weights, vocab, config), batch_size))
+            engines[variant] = with_precision("fp32", BucketedXlaEncoder(MiniLMEmbedder(weights, vocab, config), rows), rows)
         else:
-            engines[variant] = with_precision(variant, model)
+            engines[variant] = with_precision(kind, model, rows)
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -200,6 +203,11 @@ def measure_dataset(engines: dict[str, Callable[[list[str]], np.ndarray]], texts
     return rows
 
 
+def _is_variant(name: str) -> bool:
+    kind, at, rows = name.partition("@")
+    return kind in VARIANTS and (not at or (rows.isdigit() and int(rows) > 0))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark and prints the figures (and writes ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,17 +216,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="texts per model call, all engines")
     parser.add_argument("--limit", type=int, default=2000, help="texts per dataset")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", default="fp32", help=f"comma-separated, of {','.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="fp32", help=f"comma-separated, of {','.join(VARIANTS)}, each optionally @BATCH_SIZE"
+    )
     parser.add_argument("--json", default=None, help="write the headline figures here")
     args = parser.parse_args(argv)
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    unknown = sorted(name for name in variants if not _is_variant(name))
     if unknown:
-        parser.error(f"--variants {args.variants!r} names {unknown}, not in {list(VARIANTS)}; e.g. --variants fp32,bf16,xla")
+        parser.error(f"--variants {args.variants!r} names {unknown}, not NAME or NAME@BATCH_SIZE with NAME in "
+            f"{list(VARIANTS)}; e.g. --variants fp32,bf16,xla,bf16@64")
 
     import tensorflow as tf
 
     load_before = os.getloadavg()[0]
+    peaks = [peak_flops()]
     build_minilm(args.model)
     model = load_text_model(args.model)
     engines = build_engines(variants, model, args.batch_size)
@@ -234,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for engine, row in per_dataset[name]["rows"].items()
         ))
     apply_precision("fp32")
-    peak, how = peak_flops()
+    peak, how = max([*peaks, peak_flops()])
     peak_bf16 = peak_bf16_flops()
     headline = summarise(per_dataset, peak, peak_bf16)
     headline.update(
@@ -274,8 +286,12 @@ def summarise(per_dataset: dict[str, dict], peak: float, peak_bf16: float) -> di
         headline[f"{engine}_mean_cosine"] = float(
             np.average([row["mean_cosine"] for row in rows], weights=[entry["texts"] for entry in per_dataset.values()])
         )
-        if engine == "bf16":
-            headline["bf16_bf16_peak_flops_share"] = total_flops / seconds / peak_bf16
+        if engine == "fp32":  # the keys of the runs before --variants existed
+            headline["tf_per_s"], headline["peak_flops_share"] = headline["fp32_per_s"], headline["fp32_peak_flops_share"]
+        if engine == "reference":
+            headline["ratio"] = headline["fp32_per_s"] / headline["reference_per_s"]
+        if engine.startswith("bf16"):
+            headline[f"{engine}_bf16_peak_flops_share"] = total_flops / seconds / peak_bf16
     return headline
 
 
