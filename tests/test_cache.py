@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from transforms.cache import CachePlan, classify_for_graph, split_cached
+from transforms.cache import CachePlan, EmbedWithCache, classify_for_graph, split_cached
 from transforms.cache_integrity import file_checksum
 from transforms.core.artifacts import (
     SCHEMA_VERSION,
@@ -17,6 +18,7 @@ from transforms.core.artifacts import (
     graph_key,
     text_hash,
 )
+from transforms.embed import EmbedConfig
 from transforms.neighbours import NeighbourConfig
 
 
@@ -103,3 +105,10 @@ def test_classify_for_graph_old_new_and_removed_rows():
     assert [out.tag for out in edited] == ["removed", "new"]
     gone = list(classify_for_graph(("a", {"hash": [], "vector": [], "cached": [cached]})))
     assert [out.tag for out in gone] == ["removed"]
+
+
+def test_cache_refuses_bf16_vectors_it_would_key_as_fp32(tmp_path):
+    plan = CachePlan.resolve(str(tmp_path), "run", "fp", 4, NeighbourConfig(num_neighbours=4))
+    with pytest.raises(ValueError, match="'bf16' with a cache.*use precision='fp32'"):
+        EmbedWithCache(EmbedConfig("model", precision="bf16"), plan)
+    assert EmbedWithCache(EmbedConfig("model"), plan) is not None

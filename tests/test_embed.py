@@ -10,9 +10,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import BeamAssertException, assert_that
 
 from transforms.embed import (
+    EMBED_PRECISIONS,
     EmbedConfig,
     EmbedTexts,
     TextEmbeddingModelHandler,
+    apply_precision,
     length_sorted_inference,
     load_text_model,
     preflight_model,
@@ -139,3 +141,63 @@ def test_preflight_rejects_float64_model(tmp_path):
     tf.saved_model.save(_Float64(), path)
     with pytest.raises(ValueError, match="returned dtype float64, not float32"):
         preflight_model(path)
+
+
+class _MatmulEmbedder(tf.Module):
+    """Hashed words through two dense layers: a model whose matmuls the bf16 rewrite converts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(7)
+        self.table = tf.Variable(rng.standard_normal((512, 64)).astype(np.float32), trainable=False)
+        self.dense = tf.Variable((rng.standard_normal((64, 64)) / 8).astype(np.float32), trainable=False)
+        self.out = tf.Variable((rng.standard_normal((64, 32)) / 8).astype(np.float32), trainable=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, texts):
+        words = tf.strings.split(tf.strings.join([texts, " pad"]))
+        pooled = tf.reduce_sum(tf.gather(self.table, tf.ragged.map_flat_values(tf.strings.to_hash_bucket_fast, words, 512)), axis=1)
+        hidden = tf.nn.relu(tf.matmul(pooled, self.dense))
+        return tf.math.l2_normalize(tf.matmul(hidden, self.out), axis=-1)
+
+
+@pytest.fixture
+def matmul_model(tmp_path):
+    module = _MatmulEmbedder()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.__call__})
+    yield str(tmp_path)
+    apply_precision("fp32")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="CPU lacks AVX512_BF16/AMX-BF16: oneDNN would not run bf16 kernels")
+def test_bf16_precision_really_changes_the_matmuls(matmul_model):
+    texts = [f"text number {i} with words {i % 7}" for i in range(40)]
+    vectors = {}
+    for precision in ("fp32", "bf16", "fp32"):
+        handler = EmbedConfig(matmul_model, model_batch_size=8, precision=precision).handler()
+        vectors.setdefault(precision, []).append(np.stack(handler.run_inference(texts, handler.load_model())))
+        expected_flag = precision == "bf16"
+        assert tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16") is expected_flag
+    fp32, bf16 = vectors["fp32"][0], vectors["bf16"][0]
+    np.testing.assert_array_equal(vectors["fp32"][1], fp32)  # switching back restores exact fp32
+    assert np.abs(bf16 - fp32).max() > 1e-4  # bf16 kernels ran, not a silent fp32
+    cosine = np.sum(bf16 * fp32, axis=1)
+    assert cosine.min() > 0.99
+
+
+def test_precision_is_validated_with_the_fix(tiny_model):
+    assert EMBED_PRECISIONS == ("fp32", "bf16")
+    with pytest.raises(ValueError, match="'fp16' is not one of .*use 'fp32'"):
+        EmbedConfig(tiny_model, precision="fp16")
+    with pytest.raises(ValueError, match="'int8' is not one of"):
+        TextEmbeddingModelHandler(tiny_model, precision="int8")
+    assert EmbedConfig(tiny_model).precision == "fp32"

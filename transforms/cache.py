@@ -165,6 +165,12 @@ class EmbedWithCache(beam.PTransform):
     "embedded"}`` (the last two: one element per row, for counting)."""
 
     def __init__(self, embed_config: EmbedConfig, cache: CachePlan):
+        if embed_config.precision != "fp32":
+            raise ValueError(
+                f"embed precision {embed_config.precision!r} with a cache: cached vectors are keyed by "
+                "the model fingerprint only, so they would mix with fp32 ones; use precision='fp32' "
+                "with a cache, or no cache"
+            )
         super().__init__()
         self._embed_config = embed_config
         self._cache = cache

@@ -8,6 +8,11 @@ once per worker by RunInference (the model never pickles; only its path travels)
 Within a RunInference batch the texts are sorted by length and fed to the model in chunks of
 ``model_batch_size``, so that each chunk pads only to its own longest text; the original order
 is restored afterwards.
+
+``precision="bf16"`` turns on TF's oneDNN bfloat16 auto-mixed-precision graph rewrite in the
+worker process, so that the matmuls run as AVX512_BF16/AMX bf16 kernels on CPUs that have them
+(a CPU-only rewrite: ops placed on a GPU are left alone). Nothing here pins a device: TF places
+the model on a GPU when the worker has one.
 """
 
 from __future__ import annotations
@@ -24,6 +29,35 @@ InferenceFn = Callable[[Any, Sequence[str], Optional[dict[str, Any]]], np.ndarra
 BUILD_HINT = "python -m transforms.models.build_minilm models/all-MiniLM-L6-v2"
 EXPECTED_MODEL = "a TF-Hub text-embedding SavedModel mapping tf.string [None] -> float32 [None, d]"
 DEFAULT_MODEL_BATCH_SIZE = 16
+EMBED_PRECISIONS = ("fp32", "bf16")
+_ONEDNN_BF16_OPTION = "auto_mixed_precision_onednn_bfloat16"
+
+
+def apply_precision(precision: str) -> None:
+    """Sets this process's TF matmul precision for graphs instantiated from now on.
+
+    ``"bf16"`` enables TF's oneDNN bfloat16 auto-mixed-precision rewrite (a process-wide
+    grappler option); ``"fp32"`` disables it. Functions already run are re-optimised on their
+    next call.
+
+    Args:
+        precision: One of :data:`EMBED_PRECISIONS`.
+
+    Raises:
+        ValueError: When ``precision`` is not one of them.
+    """
+    _check_precision(precision)
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({_ONEDNN_BF16_OPTION: precision == "bf16"})
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in EMBED_PRECISIONS:
+        raise ValueError(
+            f"embed precision {precision!r} is not one of {EMBED_PRECISIONS}; use 'fp32' (exact, the "
+            "default) or 'bf16' (oneDNN bfloat16 matmuls on CPUs with AVX512_BF16/AMX)"
+        )
 
 
 def _call_model(model: Any, texts: Sequence[str]) -> np.ndarray:
@@ -84,6 +118,8 @@ class TextEmbeddingModelHandler(ModelHandler[str, np.ndarray, Any]):
         model_batch_size: Texts per model call inside a batch (after sorting by length).
         inference_fn: ``fn(model, texts, inference_args) -> float32 [n, d]``; defaults to
             :func:`length_sorted_inference`.
+        precision: One of :data:`EMBED_PRECISIONS`, applied with :func:`apply_precision` when
+            the model is loaded.
     """
 
     def __init__(
@@ -94,6 +130,7 @@ class TextEmbeddingModelHandler(ModelHandler[str, np.ndarray, Any]):
         max_batch_size: int = 256,
         model_batch_size: int = DEFAULT_MODEL_BATCH_SIZE,
         inference_fn: Optional[InferenceFn] = None,
+        precision: str = "fp32",
     ) -> None:
         if not 1 <= min_batch_size <= max_batch_size:
             raise ValueError(
@@ -102,15 +139,21 @@ class TextEmbeddingModelHandler(ModelHandler[str, np.ndarray, Any]):
             )
         if model_batch_size < 1:
             raise ValueError(f"model_batch_size={model_batch_size} must be >= 1; the default is {DEFAULT_MODEL_BATCH_SIZE}")
+        _check_precision(precision)
         super().__init__()
         self._model_path = model_path
+        self._precision = precision
         self._min_batch_size = min_batch_size
         self._max_batch_size = max_batch_size
         self._model_batch_size = model_batch_size
         self._inference_fn = inference_fn or length_sorted_inference
 
     def load_model(self) -> Any:
-        """Loads the model (once per worker: RunInference shares it between threads)."""
+        """Loads the model (once per worker: RunInference shares it between threads).
+
+        Sets the worker process's matmul precision first (see :func:`apply_precision`).
+        """
+        apply_precision(self._precision)
         return load_text_model(self._model_path)
 
     def run_inference(
@@ -209,12 +252,18 @@ class EmbedConfig:
         min_batch_size: Smallest RunInference batch.
         max_batch_size: Largest RunInference batch.
         model_batch_size: Texts per model call within a batch (after sorting by length).
+        precision: ``"fp32"`` or ``"bf16"`` (oneDNN bfloat16 matmuls on CPU; measured in
+            ``benchmarks/embed_throughput.py --variants fp32,bf16``, see docs/scale.md).
     """
 
     model_path: str
     min_batch_size: int = 64
     max_batch_size: int = 256
     model_batch_size: int = DEFAULT_MODEL_BATCH_SIZE
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        _check_precision(self.precision)
 
     def handler(self) -> TextEmbeddingModelHandler:
         """The unkeyed model handler this configuration describes."""
@@ -223,6 +272,7 @@ class EmbedConfig:
             min_batch_size=self.min_batch_size,
             max_batch_size=self.max_batch_size,
             model_batch_size=self.model_batch_size,
+            precision=self.precision,
         )
 
 
