@@ -81,3 +81,17 @@ def test_choose_never_adopts_a_collapsed_candidate():
     assert choose(losses, "default") == "silent"
     with pytest.raises(ValueError, match="metric 'auc' is unknown"):
         resolve_loss("auc", np.zeros(3, int), 2)
+
+
+def test_a_gold_only_end_model_without_gold_rows_falls_back_to_the_weak_rows():
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 8)) + y[:, None]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    votes = np.stack([np.where(rng.random(n) < 0.5, y, -1) for _ in range(3)], axis=1).astype(np.int8)
+    nn_sim = np.zeros((n, 3), np.float32)
+    nn_vote = np.full((n, 3), -1, np.int8)
+    config = LabelerConfig(end_model_gold_weight=float("inf"))
+    fitted = fit_labeler(np.arange(n).astype(str), votes, nn_sim, nn_vote, x.astype(np.float32), np.full(n, -1), config)
+    assert fitted.end_model is not None and np.isfinite(fitted.end_model.gold_weight)

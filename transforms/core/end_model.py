@@ -235,6 +235,8 @@ def ridge_on_rows(groups: Sequence[tuple[RidgeRows, float]], scale: float) -> En
     cross = sum(weight * rows.cross for rows, weight in groups)
     total = sum(weight * rows.total for rows, weight in groups)
     s = sum(weight * rows.targets.shape[0] for rows, weight in groups)
+    if s == 0:
+        raise ValueError("the end model has no rows to fit on: give it weak or gold rows")
     d = gram.shape[0] - 1
     evals, evecs = np.linalg.eigh(gram)
     evals = np.maximum(evals, 0.0)

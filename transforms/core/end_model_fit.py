@@ -102,6 +102,8 @@ def fit_end_model(
     )
     if gold.sum() < config.min_gold or not weak.any():
         gold_weight = config.end_model_gold_weight or DEFAULT_GOLD_WEIGHT
+        if np.isinf(gold_weight) and not gold.any():
+            gold_weight = DEFAULT_GOLD_WEIGHT  # no tuning rows to train a gold-only model on
         alpha = DEFAULT_BLEND if config.end_model_weight is None else config.end_model_weight
         return dataclasses.replace(data.fit(gold_weight), weight=float(alpha))
     gold_weight, alpha, offsets = _choose_recipe(data, extended, label_model, sample.gold[gold], config)
