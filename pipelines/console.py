@@ -1,7 +1,8 @@
 """A quiet, informative console: library chatter off unless ``--verbose``; one line per failure.
 
 :func:`quiet_libraries` runs when :mod:`pipelines` is imported, before TensorFlow or Beam are:
-it sets ``TF_CPP_MIN_LOG_LEVEL=3`` and ``TF_ENABLE_ONEDNN_OPTS=0`` (unless the user set them),
+it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the user set it; oneDNN stays on: turning it off to
+hide its notice also turned off its fast kernels and the bf16 precision of the embed stage),
 hides ``pkg_resources`` deprecation warnings, and drops the records of the loggers and messages
 in :data:`NOISE` (Beam's "apitools not found", TensorFlow's CUDA and oneDNN notices, absl).
 :func:`set_verbose` brings all of them back. :func:`run_failure_line` turns a failed run's
@@ -49,7 +50,6 @@ _FILTER = _LibraryNoise()
 def quiet_libraries() -> None:
     """Silences library start-up chatter (idempotent; see the module docstring)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     warnings.filterwarnings("ignore", message=r".*pkg_resources.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pkg_resources.*")
     root = logging.getLogger()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -178,20 +182,36 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_PRECISION_RUN = """
+import sys
+import numpy as np
+import tensorflow as tf
+from transforms.embed import EmbedConfig
+
+model, out = sys.argv[1], sys.argv[2]
+texts = [f"text number {i} with words {i % 7}" for i in range(40)]
+vectors, flags = [], []
+for precision in ("fp32", "bf16", "fp32"):
+    handler = EmbedConfig(model, model_batch_size=8, precision=precision).handler()
+    vectors.append(np.stack(handler.run_inference(texts, handler.load_model())))
+    flags.append(bool(tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16")))
+np.savez(out, fp32=vectors[0], bf16=vectors[1], fp32_again=vectors[2], flags=np.array(flags))
+"""
+
+
 @pytest.mark.skipif(not _cpu_has_bf16(), reason="CPU lacks AVX512_BF16/AMX-BF16: oneDNN would not run bf16 kernels")
-def test_bf16_precision_really_changes_the_matmuls(matmul_model):
-    texts = [f"text number {i} with words {i % 7}" for i in range(40)]
-    vectors = {}
-    for precision in ("fp32", "bf16", "fp32"):
-        handler = EmbedConfig(matmul_model, model_batch_size=8, precision=precision).handler()
-        vectors.setdefault(precision, []).append(np.stack(handler.run_inference(texts, handler.load_model())))
-        expected_flag = precision == "bf16"
-        assert tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16") is expected_flag
-    fp32, bf16 = vectors["fp32"][0], vectors["bf16"][0]
-    np.testing.assert_array_equal(vectors["fp32"][1], fp32)  # switching back restores exact fp32
-    assert np.abs(bf16 - fp32).max() > 1e-4  # bf16 kernels ran, not a silent fp32
-    cosine = np.sum(bf16 * fp32, axis=1)
-    assert cosine.min() > 0.99
+def test_bf16_precision_really_changes_the_matmuls(matmul_model, tmp_path):
+    # A fresh process, as a worker is: the grappler option is process-wide, and a process that
+    # already ran other TF graphs (the rest of the suite) may keep their optimised functions.
+    out = tmp_path / "vectors.npz"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    subprocess.run([sys.executable, "-c", _PRECISION_RUN, matmul_model, str(out)], check=True, env=env, cwd=repo)
+    run = np.load(out)
+    assert run["flags"].tolist() == [False, True, False]
+    np.testing.assert_array_equal(run["fp32_again"], run["fp32"])  # switching back restores exact fp32
+    assert np.abs(run["bf16"] - run["fp32"]).max() > 1e-4  # bf16 kernels ran, not a silent fp32
+    assert np.sum(run["bf16"] * run["fp32"], axis=1).min() > 0.99
 
 
 def test_precision_is_validated_with_the_fix(tiny_model):

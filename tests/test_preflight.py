@@ -367,8 +367,8 @@ def test_a_file_name_with_a_comma_is_read_when_escaped_or_given_by_repeated_inpu
 
 
 def _fresh_env() -> dict:
-    """The environment of a fresh shell: this test process set TF_CPP_MIN_LOG_LEVEL and
-    TF_ENABLE_ONEDNN_OPTS when it imported pipelines, and a child must not inherit the quiet."""
+    """The environment of a fresh shell: this test process set TF_CPP_MIN_LOG_LEVEL when it
+    imported pipelines, and a child must not inherit the quiet."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "TF_ENABLE_ONEDNN"))}
 
 
@@ -423,3 +423,14 @@ def test_verbose_brings_the_library_logs_back(files):
     assert completed.returncode == 2
     # TensorFlow's start-up notices, hidden without --verbose (see the test above).
     assert "oneDNN" in completed.stderr or "cuda" in completed.stderr.lower()
+
+
+def test_importing_pipelines_keeps_onednn_on():
+    # The quiet console once set TF_ENABLE_ONEDNN_OPTS=0, which also switched off oneDNN's
+    # kernels and made --precision bf16 a silent fp32.
+    code = "import os, pipelines; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+        check=True, env=_fresh_env(),
+    )  # fmt: skip
+    assert completed.stdout.strip() == "unset"
