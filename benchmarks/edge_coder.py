@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from typing import Any, Sequence
@@ -20,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.results_io import write_json  # noqa: E402
+from benchmarks.results_io import finish  # noqa: E402
 
 
 def coder_cost(element: Any, repeats: int) -> tuple[int, float, float]:
@@ -57,10 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         size, encode_us, decode_us = coder_cost(element, args.repeats)
         figures.update({f"{name}_bytes": size, f"{name}_encode_us": encode_us, f"{name}_decode_us": decode_us})
         print(f"{name:>8}: {size} bytes, encode {encode_us:.2f} us, decode {decode_us:.2f} us")
-    figures["command"] = shlex.join([sys.executable, *sys.argv])
-    print("reproduce: " + figures["command"])
-    if args.json:
-        write_json(args.json, figures)
+    finish(figures, args.json)
     return 0
 
 

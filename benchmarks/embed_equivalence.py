@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from typing import Sequence
 
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.results_io import write_json  # noqa: E402
+from benchmarks.results_io import finish  # noqa: E402
 from benchmarks.embed_throughput import cosines, read_wrench_texts  # noqa: E402
 from tests.model_fixtures import varied_texts  # noqa: E402
 from transforms.embed import length_sorted_inference, load_text_model  # noqa: E402
@@ -80,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "token_id_mismatches": int(mismatched),
     }
     print(json.dumps(figures, indent=2))
-    print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
-    if args.json:
-        write_json(args.json, figures)
+    finish(figures, args.json)
     return 0 if figures["below_threshold"] == 0 else 1
 
 

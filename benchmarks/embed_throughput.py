@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -51,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.results_io import write_json  # noqa: E402
+from benchmarks.results_io import finish  # noqa: E402
 from transforms.embed import apply_precision, length_sorted_inference, load_text_model  # noqa: E402
 from transforms.models.build_minilm import build_minilm, default_source_dir  # noqa: E402
 from transforms.models.minilm import BertConfig, MiniLMEmbedder, load_source  # noqa: E402
@@ -266,9 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"1-minute load average: {load_before:.1f} at start, {headline['load_average_1m_end']:.1f} at end "
           f"({os.cpu_count()} CPUs; other processes share them, hence the interleaved runs)")
     print(json.dumps(headline, indent=2))
-    print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
-    if args.json:
-        write_json(args.json, headline)
+    finish(headline, args.json)
     return 0
 
 

@@ -52,7 +52,7 @@ from benchmarks.corpus_gen import (  # noqa: E402
     wrench_class_names,
     wrench_rows,
 )
-from benchmarks.results_io import write_json  # noqa: E402
+from benchmarks.results_io import finish  # noqa: E402
 
 DEV_ROWS = 1000
 SAMPLE_SECONDS = 0.25
@@ -320,11 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    figures["command"] = shlex.join([sys.executable, *sys.argv])
     report(figures)
-    print("reproduce: " + figures["command"])
-    if args.json:
-        write_json(args.json, figures)
+    finish(figures, args.json)
     return 0
 
 
