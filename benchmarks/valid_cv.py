@@ -6,10 +6,13 @@ set's metric (pooled over folds). Test rows stay unlabelled corpus rows and are 
 design change can be judged on all five dev sets without looking at a test split. Sup-valid (a
 classifier on the embeddings of the tuning rows alone) and majority vote are scored the same way.
 
+``--no-gold`` judges the gold-free fit instead: each configuration is fitted once with no gold
+label at all and scored on the valid rows (which it never saw labelled), next to majority vote.
+
 Usage::
 
     python benchmarks/valid_cv.py --data /work/shared/data/youtube:acc --data .../sms:f1 \\
-        [--config default] [--config 'metric=accuracy'] [--seeds 0,1] [--json OUT]
+        [--config default] [--config 'metric=accuracy'] [--seeds 0,1] [--no-gold] [--json OUT]
 
 A ``--config`` is ``default`` or comma-separated ``LabelerConfig`` fields (``name=value``,
 Python literals), e.g. ``end_model_gold_weight=1.0,end_model_weight=0.5``.
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", default="0", help="comma-separated fold seeds")
     parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--no-gold", action="store_true", help="score gold-free fits on the valid rows")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     configs = args.config or ["default"]
@@ -92,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
                        t.votes.shape[1], t.cardinality).predict_proba(t.votes).argmax(1)}
         for text in configs:
             methods[f"epoxy[{text}]"] = epoxy_method(task, parse_config(text, task.cardinality))
+        if args.no_gold:
+            del methods["sup_valid"]
         for name, method in methods.items():
             t0 = time.perf_counter()
-            scores = [task.score(valid, valid_cv_predictions(task, method, args.folds, s)) for s in seeds]
+            if args.no_gold:
+                scores = [task.score(valid, method(np.full(task.gold.shape[0], -1)))]
+            else:
+                scores = [task.score(valid, valid_cv_predictions(task, method, args.folds, s)) for s in seeds]
             figures[f"{task.name}/{name}"] = float(np.mean(scores))
             print(f"{task.name:9s} {name:60s} {np.mean(scores):.4f}  per seed {[round(s, 4) for s in scores]}"
                   f"  ({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -15,6 +15,7 @@ from transforms.core.labeler import (
     fit_label_model,
     fit_labeler,
     label_batch,
+    quantile_thresholds,
     sample_priority,
     select_fit_sample,
 )
@@ -102,3 +103,46 @@ def test_config_errors_and_fallbacks():
     assert two.label_model.kind == "majority_vote"
     with pytest.raises(ValueError, match="0 rows"):
         fit_labeler(ids[:0], votes[:0], nn_sim[:0], nn_vote[:0], None, gold[:0], LabelerConfig())
+
+
+def _imbalanced_corpus(n=600, seed=1):
+    """A 20 %-positive binary task: clusters in embedding space, six overlapping LFs that vote
+    both ways (70 % coverage, 80 % accurate), no gold rows."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.2).astype(int)
+    centres = rng.normal(size=(2, 16)) * 1.2
+    x = (centres[y] + rng.normal(size=(n, 16))).astype(np.float32)
+    right = rng.random((n, 6)) < 0.8
+    votes = np.where(rng.random((n, 6)) < 0.7, np.where(right, y[:, None], 1 - y[:, None]), -1).astype(np.int8)
+    idx, sims = exact_knn(x, 10)
+    nn_sim, nn_vote = nearest_voters(sims, votes[idx])
+    return np.array([f"d{i}" for i in range(n)]), votes, nn_sim, nn_vote, x, np.full(n, -1), y
+
+
+def test_without_gold_the_offsets_match_the_label_models_class_balance():
+    ids, votes, nn_sim, nn_vote, x, gold, y = _imbalanced_corpus()
+    fitted = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig())
+    assert fitted.label_model.kind == "triplet" and fitted.end_model.offsets is not None
+    out = label_batch(fitted, votes, nn_sim, nn_vote, x)
+    predicted = np.bincount(out.label, minlength=2) / len(ids)
+    assert abs(predicted[1] - fitted.label_model.class_balance[1]) < 0.02
+    off = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig(class_offsets=False))
+    assert off.end_model.offsets is None
+    mv = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig(label_model="majority_vote"))
+    assert mv.end_model.offsets is None  # a uniform prior is not an estimate to match
+
+
+def test_the_gold_free_extension_level_is_threshold_quantile_and_gold_keeps_its_own_default():
+    ids, votes, nn_sim, nn_vote, x, gold, _ = _clustered_corpus()
+    none = np.full(len(ids), -1)
+    sample = select_fit_sample(ids, votes, nn_sim, nn_vote, x, none, 400)
+    np.testing.assert_array_equal(
+        choose_thresholds(sample, LabelerConfig()), quantile_thresholds(votes, nn_sim, 0.75)
+    )
+    np.testing.assert_array_equal(
+        choose_thresholds(sample, LabelerConfig(threshold_quantile=0.9)), quantile_thresholds(votes, nn_sim, 0.9)
+    )
+    with_gold = select_fit_sample(ids, votes, nn_sim, nn_vote, x, gold, 400)
+    a = choose_thresholds(with_gold, LabelerConfig())
+    b = choose_thresholds(with_gold, LabelerConfig(threshold_quantile=0.9))
+    np.testing.assert_array_equal(a, b)  # with gold the level is chosen against GOLD_DEFAULT_QUANTILE

@@ -20,7 +20,7 @@ from transforms.core.labeler import (
     label_batch,
     select_label_model,
 )
-from transforms.core.selection import beats, out_of_fold_proba, row_losses
+from transforms.core.selection import beats, out_of_fold_proba, prior_matching_offsets, row_losses
 from transforms.core.statistics import LabelStatistics, joint_counts
 
 
@@ -183,3 +183,14 @@ def test_new_config_fields_are_validated():
         LabelerConfig(end_model_gold_weight=0.5)
     with pytest.raises(ValueError, match="label_model='snorkel' is unknown"):
         LabelerConfig(label_model="snorkel")
+
+
+@pytest.mark.parametrize("shares", [[0.9, 0.1], [0.5, 0.3, 0.2], [0.05, 0.15, 0.3, 0.5]])
+def test_prior_matching_offsets_reach_the_target_shares(shares):
+    rng = np.random.default_rng(0)
+    log_p = np.log(rng.dirichlet(np.ones(len(shares)), size=4000))
+    offsets = prior_matching_offsets(log_p, np.array(shares))
+    predicted = np.bincount((log_p + offsets).argmax(1), minlength=len(shares)) / 4000
+    assert 0.5 * np.abs(predicted - shares).sum() < 0.01
+    assert offsets.mean() == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_array_equal(prior_matching_offsets(log_p, np.array(shares)), offsets)  # deterministic

@@ -28,6 +28,7 @@ from transforms.core.diagnostics import (
 from transforms.core.extension import extend_votes, nearest_voters
 from transforms.core.ids import stable_hash
 from transforms.core.labeler import (
+    GOLD_DEFAULT_QUANTILE,
     QUANTILE_GRID,
     LabelerConfig,
     choose_thresholds,
@@ -234,8 +235,8 @@ def test_threshold_sweep_marks_the_level_the_fit_chose():
     accuracy = dict(zip(sweep["levels"], sweep["cv_accuracy"]))
     best = max(QUANTILE_GRID, key=lambda q: accuracy[q])
     # the fit keeps its default level unless the best level of the grid beats it
-    assert sweep["chosen_level"] in (best, config.threshold_quantile)
-    assert accuracy[sweep["chosen_level"]] >= accuracy[config.threshold_quantile]
+    assert sweep["chosen_level"] in (best, GOLD_DEFAULT_QUANTILE)
+    assert accuracy[sweep["chosen_level"]] >= accuracy[GOLD_DEFAULT_QUANTILE]
     assert all(0.5 < a <= 1 for a in sweep["cv_accuracy"])
     assert sweep["coverage"][sweep["levels"].index(1.01)] == pytest.approx(
         float((votes[np.isin(ids, sample.ids)] != -1).any(axis=1).mean())

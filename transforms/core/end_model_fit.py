@@ -1,5 +1,7 @@
 """The end model's fit: its training recipe, its blend weight and the class offsets, chosen on
-the gold rows (the recipes are described in :mod:`transforms.core.labeler`)."""
+the gold rows (the recipes are described in :mod:`transforms.core.labeler`). Without enough gold
+rows the recipe and weight take their defaults and the offsets match the label model's class
+balance (:func:`~transforms.core.selection.prior_matching_offsets`)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from transforms.core.selection import (
     cross_validated_offsets,
     fold_assignment,
     out_of_fold_proba,
+    prior_matching_offsets,
 )
 from transforms.core.votes import ABSTAIN
 
@@ -105,9 +108,27 @@ def fit_end_model(
         if np.isinf(gold_weight) and not gold.any():
             gold_weight = DEFAULT_GOLD_WEIGHT  # no tuning rows to train a gold-only model on
         alpha = DEFAULT_BLEND if config.end_model_weight is None else config.end_model_weight
-        return dataclasses.replace(data.fit(gold_weight), weight=float(alpha))
+        model = dataclasses.replace(data.fit(gold_weight), weight=float(alpha))
+        offsets = _prior_offsets(data, extended, label_model, model, config)
+        return dataclasses.replace(model, offsets=offsets)
     gold_weight, alpha, offsets = _choose_recipe(data, extended, label_model, sample.gold[gold], config)
     return dataclasses.replace(data.fit(gold_weight), weight=float(alpha), offsets=offsets)
+
+
+def _prior_offsets(
+    data: EndModelData, extended: np.ndarray, label_model: LabelModel, model: EndModel,
+    config: LabelerConfig,
+) -> np.ndarray | None:
+    """Gold-free class offsets: the final labels of the sample take each class at the label
+    model's class balance (:func:`~transforms.core.selection.prior_matching_offsets`). ``None``
+    when offsets are off or the label model has no estimated balance (majority vote)."""
+    if not config.class_offsets or label_model.hard:
+        return None
+    final = blend(
+        label_model.predict_proba(extended), model.predict_augmented(data.augmented),
+        data.covered, model.weight,
+    )
+    return prior_matching_offsets(np.log(np.maximum(final, 1e-6)), label_model.class_balance)
 
 
 def _choose_recipe(

@@ -25,10 +25,12 @@ every gold row while the gold rows show ≥ 5 % of another class
 
 Default thresholds (``thresholds="auto"``): LF ``j``'s threshold is the ``q``-quantile of the
 nearest-voter similarity among the rows ``j`` itself voted on ("extend ``j`` as far as its own
-voters are from each other"), with ``q = threshold_quantile`` (0.5) when there are fewer than
+voters are from each other"), with ``q = threshold_quantile`` (0.75) when there are fewer than
 ``min_gold`` gold rows; with enough gold rows each level of :data:`QUANTILE_GRID` (which
 includes "no extension") is scored by ``folds``-fold cross-validation of the label model (of
-the kind chosen at the default level) on the gold rows.
+the kind chosen at the default level :data:`GOLD_DEFAULT_QUANTILE`, 0.5) on the gold rows. (An
+unverified extension is kept shorter: the gold-free level was chosen on the five dev sets'
+valid splits, which a gold-free fit never sees.)
 
 Default label model (``label_model="auto"``): with enough gold rows, the better of ``triplet``
 and ``moments`` if it beats the default ``naive_bayes``: majority vote's assumption (every LF
@@ -55,7 +57,10 @@ Class offsets (``class_offsets=True``): log offsets ``b [k]`` multiply the final
 by ``exp(b)`` (a decision-threshold / class-prior correction: an end model trained on soft
 label-model targets under-predicts a rare class). They are searched on the chosen recipe's
 out-of-fold final probabilities by :func:`~transforms.core.selection.fit_offsets` and kept only
-if the *nested* cross-validated loss of that search beats no offsets by the same test.
+if the *nested* cross-validated loss of that search beats no offsets by the same test. Without
+enough gold rows they make the sample's final labels take each class at the label model's
+estimated class balance (:func:`~transforms.core.selection.prior_matching_offsets`; not for
+majority vote, whose uniform prior is not an estimate).
 
 >>> rng = np.random.default_rng(0)
 >>> y = rng.integers(0, 2, 60)
@@ -96,6 +101,7 @@ from transforms.core.labeler_config import (
     DEFAULT_GOLD_WEIGHT,
     GOLD_CANDIDATES,
     GOLD_DEFAULT,
+    GOLD_DEFAULT_QUANTILE,
     GOLD_WEIGHT_GRID,
     LABEL_MODELS,
     METRICS,
@@ -113,6 +119,7 @@ from transforms.core.votes import ABSTAIN
 
 __all__ = [
     "BLEND_GRID", "DEFAULT_BLEND", "DEFAULT_GOLD_WEIGHT", "GOLD_CANDIDATES", "GOLD_DEFAULT",
+    "GOLD_DEFAULT_QUANTILE",
     "GOLD_WEIGHT_GRID", "LABEL_MODELS", "METRICS", "QUANTILE_GRID", "THRESHOLD_MODES",
     "EndModelData", "FitSample", "FittedLabeler", "LabelBatch", "LabelerConfig", "ScoredModel",
     "SelectionLoss", "blend", "choose_offsets", "choose_thresholds", "fit_end_model",
@@ -241,7 +248,7 @@ def choose_thresholds(sample: FitSample, config: LabelerConfig) -> np.ndarray:
     gold = sample.gold >= 0
     if config.thresholds == "quantile" or gold.sum() < config.min_gold:
         return quantile_thresholds(sample.votes, sample.nn_sim, config.threshold_quantile)
-    levels = dict.fromkeys((config.threshold_quantile, *QUANTILE_GRID))
+    levels = dict.fromkeys((GOLD_DEFAULT_QUANTILE, *QUANTILE_GRID))
     loss, collapsed = {}, set()
     for level in levels:
         thresholds = quantile_thresholds(sample.votes, sample.nn_sim, level)
@@ -253,7 +260,7 @@ def choose_thresholds(sample: FitSample, config: LabelerConfig) -> np.ndarray:
             collapsed.add(level)
         # The kind chosen at the default level scores the other levels (half the fits).
         config = dataclasses.replace(config, label_model=scored.model.kind)
-    best = choose(loss, config.threshold_quantile, collapsed)
+    best = choose(loss, GOLD_DEFAULT_QUANTILE, collapsed)
     return quantile_thresholds(sample.votes, sample.nn_sim, best)
 
 

@@ -23,6 +23,9 @@ GOLD_CANDIDATES = ("triplet", "moments")
 GOLD_DEFAULT = "naive_bayes"
 # Candidate quantile levels for the gold-tuned global choice; 1.01 = no extension.
 QUANTILE_GRID = (1.01, 0.9, 0.75, 0.5, 0.25, 0.1)
+# With enough gold rows the level is chosen on them against this default (the gold-free level is
+# ``LabelerConfig.threshold_quantile``: benchmarks/README.md, round 6).
+GOLD_DEFAULT_QUANTILE = 0.5
 NO_EXTENSION = np.float32(np.inf)
 # Candidate end-model weights α, and the default (equal geometric pooling of the two models).
 BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -48,7 +51,8 @@ class LabelerConfig:
         extension: Extend LFs to their neighbours (Epoxy).
         thresholds: ``"auto"`` (see the module doc), ``"quantile"`` (always
             ``threshold_quantile``) or ``"none"``.
-        threshold_quantile: The quantile level used without enough gold rows.
+        threshold_quantile: The quantile level used without enough gold rows (with them the
+            level is chosen on the gold rows against :data:`GOLD_DEFAULT_QUANTILE`).
         min_gold: Gold rows needed before thresholds are tuned on them.
         folds: Cross-validation folds over the gold rows.
         metric: The task metric every gold-row choice serves (:func:`selection_loss`):
@@ -79,7 +83,7 @@ class LabelerConfig:
     gold_strength: float = 10.0
     extension: bool = True
     thresholds: str = "auto"
-    threshold_quantile: float = 0.5
+    threshold_quantile: float = 0.75
     min_gold: int = 30
     folds: int = 5
     metric: str = "auto"

@@ -231,6 +231,39 @@ def fit_offsets(
     return offsets
 
 
+def prior_matching_offsets(
+    log_proba: np.ndarray, shares: np.ndarray, iterations: int = 200, tolerance: float = 0.005
+) -> np.ndarray:
+    """Log class offsets ``float64 [k]`` under which the argmax of ``log_proba + offsets``
+    gives each class about its share ``shares [k]`` of the rows: the gold-free counterpart of
+    :func:`fit_offsets` (a label-shift prior correction toward the label model's class balance).
+
+    Damped multiplicative updates of the predicted shares, stopped once their total variation
+    to ``shares`` is below ``tolerance``; the offsets with the smallest total variation seen are
+    returned (deterministic; centred to mean 0).
+
+    >>> log_p = np.log(np.array([[0.7, 0.3], [0.6, 0.4], [0.8, 0.2], [0.9, 0.1]]))
+    >>> offsets = prior_matching_offsets(log_p, np.array([0.5, 0.5]))
+    >>> np.bincount((log_p + offsets).argmax(1), minlength=2).tolist()
+    [2, 2]
+    """
+    log_proba = np.asarray(log_proba, np.float64)
+    k = log_proba.shape[1]
+    target = np.maximum(np.asarray(shares, np.float64), 1e-3)
+    target /= target.sum()
+    offsets, best, best_gap = np.zeros(k), np.zeros(k), np.inf
+    for _ in range(iterations):
+        predicted = np.bincount((log_proba + offsets).argmax(axis=1), minlength=k) / len(log_proba)
+        gap = 0.5 * float(np.abs(predicted - target).sum())
+        if gap < best_gap:
+            best, best_gap = offsets.copy(), gap
+        if gap < tolerance:
+            break
+        offsets = offsets + 0.2 * (np.log(target) - np.log(np.maximum(predicted, 1e-4)))
+        offsets -= offsets.mean()
+    return best
+
+
 def cross_validated_offsets(
     log_proba: np.ndarray, gold: np.ndarray, fold_of: np.ndarray, metric: str,
     positive_class: int = 1,
