@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from transforms.core.label_models import fit_triplet, one_vs_rest_moments, triplet_signal
+from transforms.core.label_models import fit_triplet
+from transforms.core.lf_estimates import one_vs_rest_moments, triplet_signal
 from transforms.core.statistics import LabelStatistics
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "flyingsquid_triplet.json")

@@ -5,14 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from transforms.core.label_models import (
-    DEFAULT_ACCURACY,
-    LabelModel,
-    fit_triplet,
-    majority_vote_model,
-    triplet_accuracies,
-    triplet_identified,
-)
+from transforms.core.label_models import LabelModel, fit_triplet, majority_vote_model
+from transforms.core.lf_estimates import DEFAULT_ACCURACY, triplet_accuracies, triplet_identified
 from transforms.core.labeler import LabelerConfig, select_label_model
 from transforms.core.statistics import LabelStatistics
 

@@ -10,7 +10,8 @@ import pytest
 from transforms.core.end_model import EndModel, fit_ridge_classifier
 from transforms.core.extension import nearest_voters
 from transforms.core.knn import exact_knn
-from transforms.core.label_models import fit_moments, majority_vote_model, moment_precision
+from transforms.core.label_models import fit_moments, majority_vote_model
+from transforms.core.lf_estimates import moment_precision
 from transforms.core.labeler import (
     BLEND_GRID,
     DEFAULT_BLEND,

@@ -37,7 +37,7 @@ and ``moments`` if it beats the default ``naive_bayes``: majority vote's assumpt
 equally accurate) refined LF by LF by the gold rows — unlike hard majority vote its posteriors
 are soft, so the end model can overrule a vote the gold rows show to be unreliable. Without
 enough gold rows: ``triplet`` for binary tasks whose LFs overlap enough for the triplets to
-identify at least 3 LFs' accuracies (:func:`~transforms.core.label_models.triplet_identified`;
+identify at least 3 LFs' accuracies (:func:`~transforms.core.lf_estimates.triplet_identified`;
 LFs that never overlap give majority vote), and majority vote for multi-class ones (the
 unsupervised multi-class estimates are worse than majority vote on TREC, SemEval and ChemProt:
 ``benchmarks/README.md``).
@@ -93,8 +93,8 @@ from transforms.core.label_models import (
     fit_naive_bayes,
     fit_triplet,
     majority_vote_model,
-    triplet_identified,
 )
+from transforms.core.lf_estimates import triplet_identified
 from transforms.core.labeler_config import (
     BLEND_GRID,
     DEFAULT_BLEND,
