@@ -15,6 +15,7 @@ from transforms.core.extension import nearest_voters
 from transforms.core.labeler import LabelerConfig, fit_labeler
 from transforms.core.statistics import LabelStatistics
 from transforms.dead_letter import DEAD_LETTER_TAG
+from transforms.core.record_arrays import array_field, pack_arrays
 from transforms.documents import AttachGold, is_holdout, join_record
 from transforms.extend import NearestVoters
 from transforms.label import FitLabeler
@@ -178,7 +179,8 @@ def test_join_record_routes_missing_embedding():
     (record,) = join_record(
         ("a", {"docs": [doc], "votes": [np.array([1], np.int8)], "nearest": [], "embeddings": [np.ones(2)]}), 1
     )
-    assert record["nn_sim"].tolist() == [-np.inf] and record["nn_vote"].tolist() == [-1]
+    assert array_field(record, "nn_sim").tolist() == [-np.inf] and array_field(record, "nn_vote").tolist() == [-1]
+    assert all(isinstance(record[name], bytes) for name in ("votes", "nn_sim", "nn_vote", "embedding"))
 
 
 def test_fit_labeler_transform_equals_in_memory_fit():
@@ -194,8 +196,8 @@ def test_fit_labeler_transform_equals_in_memory_fit():
     config = LabelerConfig(cardinality=2, sample_size=50)
     reference = fit_labeler(ids, votes, nn_sim, nn_vote, embeddings, gold, config, [f"lf{j}" for j in range(m)])
     records = [
-        {"id": ids[i], "split": "corpus", "gold": int(gold[i]), "eval_gold": None, "votes": votes[i],
-         "nn_sim": nn_sim[i], "nn_vote": nn_vote[i], "embedding": embeddings[i]}
+        {"id": ids[i], "split": "corpus", "gold": int(gold[i]), "eval_gold": None,
+         **pack_arrays(votes=votes[i], nn_sim=nn_sim[i], nn_vote=nn_vote[i], embedding=embeddings[i])}
         for i in rng.permutation(n)
     ]  # fmt: skip
     with beam.Pipeline(runner="FnApiRunner") as pipeline:

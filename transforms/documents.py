@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 
 from transforms.core.ids import stable_hash
+from transforms.core.record_arrays import pack_arrays
 from transforms.dead_letter import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from transforms.extend import no_nearest_voters
 
@@ -139,11 +139,10 @@ def join_record(
         "split": doc["split"],
         "gold": doc["gold"],
         "eval_gold": doc["eval_gold"],
-        "votes": groups["votes"][0],
-        "nn_sim": np.asarray(nn_sim, np.float32),
-        "nn_vote": np.asarray(nn_vote, np.int8),
-        "nn_source": np.asarray(nn_source, np.uint64),
-        "embedding": np.asarray(groups["embeddings"][0], np.float32),
+        **pack_arrays(
+            votes=groups["votes"][0], nn_sim=nn_sim, nn_vote=nn_vote, nn_source=nn_source,
+            embedding=groups["embeddings"][0],
+        ),
     }
 
 

@@ -16,7 +16,9 @@
    (:func:`transforms.core.knn_merge.merge_top_k`, a combiner: lifted before the shuffle).
 
 With one partition this is the single-index path. :class:`NeighbourGraph` is the self-join.
-Only the centroids and the layout are side inputs; both are ``O(P · d)``.
+Only the centroids and the layout are side inputs; both are ``O(P · d)``. Inside the join a
+vector travels as the raw bytes of its ``float32`` values (:func:`packed_row`): Beam's default
+coder copies bytes but pickles an ndarray, in each of the ``(1 + spill)`` shuffled copies.
 """
 
 from __future__ import annotations
@@ -42,16 +44,27 @@ from transforms.dead_letter import METRICS_NAMESPACE
 from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search_group
 
 Row = tuple[str, np.ndarray]
+PackedRow = tuple[str, bytes]
 GroupKey = tuple[int, int, int]
 DATA, QUERY = "d", "q"
 
 
-def fit_centroids(count: int, sample: list[Row], config: NeighbourConfig) -> np.ndarray | None:
+def packed_row(row: Row) -> PackedRow:
+    """``(id, vector)`` → ``(id, float32 bytes of the vector)``."""
+    return row[0], np.asarray(row[1], np.float32).tobytes()
+
+
+def unpacked(vector: bytes) -> np.ndarray:
+    """The read-only ``float32 [d]`` vector of :func:`packed_row` bytes."""
+    return np.frombuffer(vector, np.float32)
+
+
+def fit_centroids(count: int, sample: list[PackedRow], config: NeighbourConfig) -> np.ndarray | None:
     """The partition centroids ``float32 [P, d]`` for ``count`` data rows; ``None`` if no data."""
     if not sample:
         return None
     rows = sorted(sample, key=lambda row: row[0])
-    vectors = l2_normalise(np.stack([vector for _, vector in rows]))
+    vectors = l2_normalise(np.stack([unpacked(vector) for _, vector in rows]))
     p = num_partitions(count, config.partition_rows)
     if p == 1:
         return vectors[:1] * 0.0  # One partition: every row is home there.
@@ -80,13 +93,13 @@ def group_layout(
     return partition, (math.ceil(data / max_group_rows), math.ceil(queries / max_group_rows))
 
 
-def _vector_bytes(row: Row) -> int:
-    return int(np.asarray(row[1]).nbytes) + len(row[0].encode("utf-8"))
+def _vector_bytes(row: PackedRow) -> int:
+    return len(row[1]) + len(row[0].encode("utf-8"))
 
 
 def data_to_groups(
-    row: tuple[str, np.ndarray, int], layout: Mapping[int, tuple[int, int]]
-) -> Iterator[tuple[GroupKey, tuple[str, str, np.ndarray]]]:
+    row: tuple[str, bytes, int], layout: Mapping[int, tuple[int, int]]
+) -> Iterator[tuple[GroupKey, tuple[str, str, bytes]]]:
     """A data row → one copy per query sub-shard of its home partition."""
     doc_id, vector, home = row
     data_shards, query_shards = layout.get(home, (0, 0))
@@ -99,8 +112,8 @@ def data_to_groups(
 
 
 def queries_to_groups(
-    row: tuple[str, np.ndarray, tuple[int, ...]], layout: Mapping[int, tuple[int, int]]
-) -> Iterator[tuple[GroupKey, tuple[str, str, np.ndarray]]]:
+    row: tuple[str, bytes, tuple[int, ...]], layout: Mapping[int, tuple[int, int]]
+) -> Iterator[tuple[GroupKey, tuple[str, str, bytes]]]:
     """A query → one copy per data sub-shard of each of its spill partitions."""
     doc_id, vector, partitions = row
     for partition in partitions:
@@ -116,19 +129,19 @@ def queries_to_groups(
 
 
 class SearchGroupFn(beam.DoFn):
-    """One group ``(key, [(kind, id, vector), ...])`` → ``(query_id, (ids, sims))``."""
+    """One group ``(key, [(kind, id, vector bytes), ...])`` → ``(query_id, (ids, sims))``."""
 
     def __init__(self, config: NeighbourConfig):
         self._config = config
 
     def process(
-        self, keyed: tuple[GroupKey, Iterable[tuple[str, str, np.ndarray]]]
+        self, keyed: tuple[GroupKey, Iterable[tuple[str, str, bytes]]]
     ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]]]:
         _, members = keyed
         data: list[Row] = []
         queries: list[Row] = []
         for kind, doc_id, vector in members:
-            (data if kind == DATA else queries).append((doc_id, np.asarray(vector, np.float32)))
+            (data if kind == DATA else queries).append((doc_id, unpacked(vector)))
         queries.sort(key=lambda row: row[0])
         Metrics.counter(METRICS_NAMESPACE, "knn_graph/groups").inc()
         Metrics.distribution(METRICS_NAMESPACE, "knn_graph/group_rows").update(len(data))
@@ -168,7 +181,8 @@ class KnnJoin(beam.PTransform):
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
         config = self._config
-        data, queries = inputs["data"], inputs["queries"]
+        data = inputs["data"] | "PackData" >> beam.Map(packed_row)
+        queries = inputs["queries"] | "PackQueries" >> beam.Map(packed_row)
         count = data | "CountData" >> beam.combiners.Count.Globally()
         sample = data | "CentroidSample" >> beam.combiners.Top.Of(
             config.centroid_sample_rows, key=lambda row: -stable_hash(row[0])
@@ -179,10 +193,10 @@ class KnnJoin(beam.PTransform):
             >> beam.Map(fit_centroids, sample=beam.pvalue.AsSingleton(sample), config=config)
         )
         homed = data | "HomePartition" >> beam.Map(
-            lambda row, c: (row[0], row[1], partitions_of(row[1], c, 1)[0]), c=centroids
+            lambda row, c: (row[0], row[1], partitions_of(unpacked(row[1]), c, 1)[0]), c=centroids
         )
         spilled = queries | "SpillPartitions" >> beam.Map(
-            lambda row, c: (row[0], row[1], partitions_of(row[1], c, config.spill)), c=centroids
+            lambda row, c: (row[0], row[1], partitions_of(unpacked(row[1]), c, config.spill)), c=centroids
         )
         data_counts = (
             homed

@@ -2,7 +2,9 @@
 
 Each document flows as a *record*: a dict with ``id``, ``split``, ``gold`` (tuning label or -1),
 ``votes`` ``int8 [m]``, ``nn_sim`` ``float32 [m]``, ``nn_vote`` ``int8 [m]``, ``nn_source``
-``uint64 [m]`` (optional, for the report's examples) and ``embedding`` ``float32 [d]``. The fit runs the core's steps in the core's order (see
+``uint64 [m]`` (optional, for the report's examples) and ``embedding`` ``float32 [d]``, each
+array as raw bytes (:mod:`transforms.core.record_arrays`). The fit runs the core's steps in
+the core's order (see
 :func:`transforms.core.labeler.fit_labeler`): a bounded sample → thresholds → statistics of the
 extended votes over the whole corpus (one CombineFn pass) → label model → end model. Only the
 sample, the thresholds, the statistics and the fitted labeler are singletons; all are small.
@@ -17,6 +19,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms.core.extension import extend_votes
+from transforms.core.record_arrays import array_field, stacked_field
 from transforms.core.labeler import (
     FitSample,
     FittedLabeler,
@@ -47,10 +50,10 @@ def fit_sample_from_records(records: Sequence[Record], sample_size: int) -> FitS
         raise ValueError("no document reached the fit: every input row was dead-lettered")
     return select_fit_sample(
         ids=np.array([row["id"] for row in rows], dtype=str),
-        votes=np.stack([row["votes"] for row in rows]),
-        nn_sim=np.stack([row["nn_sim"] for row in rows]),
-        nn_vote=np.stack([row["nn_vote"] for row in rows]),
-        embeddings=np.stack([row["embedding"] for row in rows]),
+        votes=stacked_field(rows, "votes"),
+        nn_sim=stacked_field(rows, "nn_sim"),
+        nn_vote=stacked_field(rows, "nn_vote"),
+        embeddings=stacked_field(rows, "embedding"),
         gold=np.array([row["gold"] for row in rows], dtype=np.int64),
         sample_size=sample_size,
     )
@@ -64,9 +67,9 @@ def statistics_combine_fn(num_lfs: int, cardinality: int) -> BatchedArrayCombine
 def extend_record(record: Record, thresholds: np.ndarray) -> np.ndarray:
     """One record's extended votes ``int8 [m]``."""
     return extend_votes(
-        record["votes"][np.newaxis],
-        record["nn_sim"][np.newaxis],
-        record["nn_vote"][np.newaxis],
+        array_field(record, "votes")[np.newaxis],
+        array_field(record, "nn_sim")[np.newaxis],
+        array_field(record, "nn_vote")[np.newaxis],
         thresholds,
     )[0]
 
@@ -107,7 +110,7 @@ class FitLabeler(beam.PTransform):
         )
         raw_stats = (
             records
-            | "RawVotes" >> beam.Map(lambda record: record["votes"])
+            | "RawVotes" >> beam.Map(array_field, "votes")
             | "RawStatistics" >> beam.CombineGlobally(statistics_combine_fn(m, k))
         )
         fitted = (
@@ -137,14 +140,13 @@ def label_rows(
     fitted: FittedLabeler, records: Sequence[Record], class_names: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Labels records with :func:`label_batch` and renders the labels table's rows."""
-    votes = np.stack([record["votes"] for record in records])
-    embeddings = np.stack([record["embedding"] for record in records])
+    votes = stacked_field(records, "votes")
     batch = label_batch(
         fitted,
         votes,
-        np.stack([record["nn_sim"] for record in records]),
-        np.stack([record["nn_vote"] for record in records]),
-        embeddings,
+        stacked_field(records, "nn_sim"),
+        stacked_field(records, "nn_vote"),
+        stacked_field(records, "embedding"),
     )
     rows = []
     for i, record in enumerate(records):

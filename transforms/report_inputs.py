@@ -25,6 +25,7 @@ from transforms.core.diagnostics import (
     source_hash,
 )
 from transforms.core.extension import extend_votes
+from transforms.core.record_arrays import array_field
 from transforms.statistics import BatchedArrayCombineFn
 
 EXAMPLES_PER_KIND = 3
@@ -34,14 +35,15 @@ EXAMPLE_TEXT_CHARS = 400
 
 def example_row(record: Mapping[str, Any], thresholds: np.ndarray) -> tuple:
     """``(id, votes, extended_votes, nn_sim, nn_source)`` of one record."""
-    votes = record["votes"]
+    votes, nn_sim = array_field(record, "votes"), array_field(record, "nn_sim")
     extended = extend_votes(
-        votes[np.newaxis], record["nn_sim"][np.newaxis], record["nn_vote"][np.newaxis], thresholds
+        votes[np.newaxis], nn_sim[np.newaxis], array_field(record, "nn_vote")[np.newaxis], thresholds
     )[0]
-    source = record.get("nn_source")
-    if source is None:
+    if record.get("nn_source") is None:
         source = np.full(votes.shape, NO_SOURCE, np.uint64)
-    return record["id"], votes, extended, record["nn_sim"], source
+    else:
+        source = array_field(record, "nn_source")
+    return record["id"], votes, extended, nn_sim, source
 
 
 def add_example_rows(reservoir: ExampleReservoir, rows: list[tuple]) -> None:
