@@ -36,7 +36,7 @@ from transforms.core.lfs import lf_fingerprint
 from transforms.core.votes import USER_INTERRUPT
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.documents import AttachGold, JoinRecords, embed_input
-from transforms.embed import EmbedConfig, EmbedTexts
+from transforms.embed import EmbedTexts
 from transforms.extend import NearestVoters
 from transforms.io import DOCUMENTS_TAG, ReadCorpus
 from transforms.knn_graph import NeighbourGraph
@@ -60,6 +60,7 @@ def cache_plan(plan: RunPlan, neighbour_config: NeighbourConfig) -> CachePlan | 
         plan.embedding_dim,
         neighbour_config,
         plan.options.num_shards,
+        precision=plan.options.embed_precision,
     )
 
 
@@ -119,7 +120,7 @@ def embed_and_index(docs: beam.PCollection, plan: RunPlan, cache: CachePlan | No
         docs, dead = embedded["documents"], (embedded[DEAD_LETTER_TAG],)
     else:
         texts = docs | "EmbedInput" >> beam.Map(embed_input)
-        embed_config = EmbedConfig(model_path=plan.options.model)
+        embed_config = plan.embed_config()
         if cache is None:
             embeddings = texts | "Embed" >> EmbedTexts(embed_config)
             neighbours = embeddings | "Neighbours" >> NeighbourGraph(config)
