@@ -114,6 +114,13 @@ class WeakLabelOptions:
         "kNN graph: nearest partitions each document is searched in (recall vs. cost); 0 = "
         "auto, ceil(1.5 sqrt(partitions)) within [3, partitions]: 5 of 10 partitions at 1M.",
     )
+    fallback_max_voters: int = _option(
+        0,
+        "Per-LF exact fallback: an LF with at most this many voters gets its nearest voter by "
+        "brute force over all its voters (exact Epoxy) instead of from the kNN graph's "
+        "neighbours; costs a side input of up to (such LFs) x this x 4d bytes and a search of "
+        "every document against those voters. 0 = off.",
+    )
     label_model: str = _option(
         "auto",
         "Label model: auto (with enough tuning rows, triplet or moments when cross-validation "

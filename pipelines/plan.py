@@ -246,6 +246,11 @@ def _check_numbers(options: WeakLabelOptions) -> None:
             )
     if options.spill < 0:
         raise ValueError(f"--spill={options.spill} must be at least 1, or 0 to choose it by size")
+    if options.fallback_max_voters < 0:
+        raise ValueError(
+            f"--fallback_max_voters={options.fallback_max_voters} must be at least 1, or 0 for no "
+            "exact fallback; pass e.g. --fallback_max_voters 2000"
+        )
 
 
 def _check_embed_precision(options: WeakLabelOptions) -> None:

@@ -37,6 +37,7 @@ from transforms.core.votes import USER_INTERRUPT
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.documents import AttachGold, JoinRecords, embed_input
 from transforms.embed import EmbedTexts
+from transforms.exact_fallback import ExactFallback
 from transforms.extend import NearestVoters
 from transforms.io import DOCUMENTS_TAG, ReadCorpus
 from transforms.knn_graph import NeighbourGraph
@@ -177,6 +178,10 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
             "votes": applied[VOTES_TAG],
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
+    if opts.fallback_max_voters > 0:
+        nearest = {"nearest": nearest, "votes": applied[VOTES_TAG], "embeddings": embeddings} | (
+            "ExactFallback" >> ExactFallback(len(plan.lf_names), opts.fallback_max_voters)
+        )
     joined = {
         "docs": docs | "KeyDocs" >> beam.Map(lambda doc: (doc["id"], doc)),
         "votes": applied[VOTES_TAG],

@@ -461,3 +461,10 @@ def test_bf16_without_a_text_model_is_refused(files, tiny_model):
         files, tiny_model, r"--embed_precision='bf16' applies to the text model only.*drop --embed_precision",
         embed_precision="bf16", embedding_field="vector",
     )  # fmt: skip
+
+
+def test_a_negative_fallback_bound_fails_preflight(files, tiny_model):
+    _fails(
+        files, tiny_model, r"--fallback_max_voters=-1 must be at least 1, or 0 for no exact fallback",
+        fallback_max_voters="-1",
+    )  # fmt: skip

@@ -56,6 +56,7 @@ class Snapshot:
         lf_source: The LF file's text at cache time, for display only (never executed).
         config: The run's labeler configuration.
         class_names: The run's class names.
+        fallback_max_voters: The run's ``--fallback_max_voters`` (0: no per-LF exact fallback).
     """
 
     ids: np.ndarray
@@ -72,6 +73,7 @@ class Snapshot:
     lf_source: str
     config: LabelerConfig
     class_names: tuple[str, ...]
+    fallback_max_voters: int = 0
 
 
 def read_snapshot(cache_dir: str) -> Snapshot:
@@ -121,6 +123,7 @@ def read_snapshot(cache_dir: str) -> Snapshot:
         lf_source=str(snapshot.get("lf_source", "")),
         config=_labeler_config(snapshot["labeler_config"]),
         class_names=tuple(snapshot.get("class_names") or ()),
+        fallback_max_voters=int((snapshot.get("options") or {}).get("fallback_max_voters") or 0),
     )
 
 
