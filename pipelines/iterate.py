@@ -9,7 +9,9 @@ recorded; every other LF is applied. Then, for an added, edited or removed LF:
 1. applies **only that LF** (vectorised with pyarrow compute for :func:`transforms.keyword_lf` /
    :func:`transforms.regex_lf`, else row by row; failures abstain and are counted, as in the
    pipeline);
-2. re-extends it: its nearest voters from the cached graph (one column);
+2. re-extends it: its nearest voters from the cached graph (one column), or, for an LF with at
+   most the run's ``--fallback_max_voters`` voters, over all its voters (the pipeline's exact
+   fallback, :func:`~transforms.core.knn_merge.exact_column_if_small`);
 3. refits and labels every document, either
 
    * ``relabel(refit="full")``: the core's steps (:func:`~transforms.core.labeler.choose_thresholds`,
@@ -50,6 +52,8 @@ from transforms.core.document import lf_row
 from transforms.core.extension import extend_votes
 from transforms.core.incremental import ReverseGraph, append_lf, drop_lf, reorder_lfs, replace_column
 from transforms.core.incremental_labeler import IncrementalLabeler, append_column, pinned_config
+from transforms.core.knn import l2_normalise
+from transforms.core.knn_merge import exact_column_if_small
 from transforms.core.labeler import (
     FitSample,
     FittedLabeler,
@@ -101,6 +105,8 @@ class Session:
         votes: np.ndarray,
         config: LabelerConfig,
         class_names: Sequence[str] = (),
+        fallback_max_voters: int = 0,
+        fallback_embeddings: np.ndarray | None = None,
     ):
         """Builds a session from aligned arrays (rows sorted by id).
 
@@ -118,6 +124,8 @@ class Session:
             votes: ``int8 [n, m]`` the LFs' votes.
             config: The run's labeler configuration.
             class_names: The class names, for display.
+            fallback_max_voters: The run's per-LF exact fallback bound (0 = off).
+            fallback_embeddings: ``float32 [n, d]`` the vectors it searches (needed when on).
         """
         self.ids, self.texts, self._fields_json = ids, texts, fields_json
         self._lower_texts: pa.Array | None = None
@@ -125,6 +133,12 @@ class Session:
         self.neighbours = np.asarray(neighbours)
         self.graph = ReverseGraph.from_neighbours(neighbours, sims)
         self.embeddings = embeddings
+        if fallback_max_voters and fallback_embeddings is None:
+            raise ValueError(
+                f"the run used --fallback_max_voters={fallback_max_voters} but the cache holds no "
+                "embeddings to search: run the pipeline with --cache_dir again"
+            )
+        self._fallback = (fallback_max_voters, l2_normalise(fallback_embeddings)) if fallback_max_voters else None
         self.config = config
         self.class_names = tuple(class_names)
         self.lfs = list(lfs)
@@ -134,7 +148,7 @@ class Session:
         self.nn_sim = np.empty(votes.shape, np.float32, order="F")
         self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
         for j in range(votes.shape[1]):
-            self.nn_sim[:, j], self.nn_vote[:, j] = self.graph.nearest_voters(self.votes[:, j])
+            self.nn_sim[:, j], self.nn_vote[:, j] = self._nearest_voters(self.votes[:, j])
         # None while the session has no LF (a cache whose every column is stale, or all removed).
         self.raw_stats: LabelStatistics | None = _statistics(self.votes, config.cardinality) if self.lfs else None
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
@@ -147,6 +161,11 @@ class Session:
         self.lf_failure_samples: dict[str, list[dict[str, str]]] = {}
         self.cached_lf_source = ""
         self.applied_on_open: list[str] = []
+
+    def _nearest_voters(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One LF's nearest voters: exact when the fallback covers it, else from the graph."""
+        exact = exact_column_if_small(self._fallback[1], column, self._fallback[0]) if self._fallback else None
+        return exact if exact is not None else self.graph.nearest_voters(column)
 
     @property
     def lf_names(self) -> list[str]:
@@ -186,6 +205,7 @@ class Session:
             neighbours=snapshot.neighbours, sims=snapshot.sims,
             embeddings=snapshot.embeddings if config.end_model else None,
             lfs=reused, votes=votes, config=config, class_names=snapshot.class_names,
+            fallback_max_voters=snapshot.fallback_max_voters, fallback_embeddings=snapshot.embeddings,
         )  # fmt: skip
         session.cached_lf_source = snapshot.lf_source
         session.applied_on_open, _ = session.sync(lf_set.lfs)
@@ -239,7 +259,7 @@ class Session:
         self.lf_failure_samples.pop(lf.name, None)
         column = self.apply(lf)
         self.last_apply_seconds = time.perf_counter() - start
-        nn_sim, nn_vote = self.graph.nearest_voters(column)
+        nn_sim, nn_vote = self._nearest_voters(column)
         names = self.lf_names
         self._fingerprints[lf.name] = lf_fingerprint(lf)
         if lf.name in names:

@@ -22,7 +22,7 @@ from pipelines.options import WeakLabelOptions
 from pipelines.output_guard import check_output_safe
 from transforms.apply_lfs import VoteSource
 from transforms.core.labeler import LabelerConfig
-from transforms.embed import preflight_model
+from transforms.embed import EMBED_PRECISIONS, EmbedConfig, preflight_model
 from transforms.core.parsing import parse_file
 from transforms.core.records import CorpusSource, parse_label, split_patterns
 from transforms.io import preflight_source
@@ -123,6 +123,10 @@ class RunPlan:
             "give a class name or an id from 0 to " + str(self.cardinality - 1)
         )
 
+    def embed_config(self) -> EmbedConfig:
+        """The text embed stage's configuration: ``--model`` at ``--embed_precision``."""
+        return EmbedConfig(model_path=self.options.model, precision=self.options.embed_precision)
+
     def labeler_config(self) -> LabelerConfig:
         """The core's fit configuration."""
         opts = self.options
@@ -157,6 +161,7 @@ def preflight(options: WeakLabelOptions) -> RunPlan:
             "rows kept out of tuning"
         )
     _check_numbers(options)
+    _check_embed_precision(options)
     lf_set = load_lf_set(options.labeling_functions) if options.labeling_functions else None
     class_names = _class_names(options, lf_set)
     probe = RunPlan(options, lf_set, (), class_names, 0, "", "")
@@ -241,6 +246,27 @@ def _check_numbers(options: WeakLabelOptions) -> None:
             )
     if options.spill < 0:
         raise ValueError(f"--spill={options.spill} must be at least 1, or 0 to choose it by size")
+    if options.fallback_max_voters < 0:
+        raise ValueError(
+            f"--fallback_max_voters={options.fallback_max_voters} must be at least 1, or 0 for no "
+            "exact fallback; pass e.g. --fallback_max_voters 2000"
+        )
+
+
+def _check_embed_precision(options: WeakLabelOptions) -> None:
+    """Rejects an unknown ``--embed_precision``, and bf16 where no text model runs."""
+    if options.embed_precision not in EMBED_PRECISIONS:
+        raise ValueError(
+            f"--embed_precision={options.embed_precision!r} is not one of "
+            f"{', '.join(EMBED_PRECISIONS)}: pass --embed_precision fp32 (exact, the default) or "
+            "bf16 (oneDNN bfloat16 matmuls on CPUs with AVX512_BF16/AMX)"
+        )
+    if options.embed_precision != "fp32" and modality_config(options).non_text:
+        raise ValueError(
+            f"--embed_precision={options.embed_precision!r} applies to the text model only, but "
+            "this run embeds no text (--modality image or --embedding_field): drop "
+            "--embed_precision"
+        )
 
 
 def _class_names(options: WeakLabelOptions, lf_set: LFSet | None) -> tuple[str, ...]:

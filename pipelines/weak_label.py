@@ -36,7 +36,8 @@ from transforms.core.lfs import lf_fingerprint
 from transforms.core.votes import USER_INTERRUPT
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.documents import AttachGold, JoinRecords, embed_input
-from transforms.embed import EmbedConfig, EmbedTexts
+from transforms.embed import EmbedTexts
+from transforms.exact_fallback import ExactFallback
 from transforms.extend import NearestVoters
 from transforms.io import DOCUMENTS_TAG, ReadCorpus
 from transforms.knn_graph import NeighbourGraph
@@ -60,6 +61,7 @@ def cache_plan(plan: RunPlan, neighbour_config: NeighbourConfig) -> CachePlan | 
         plan.embedding_dim,
         neighbour_config,
         plan.options.num_shards,
+        precision=plan.options.embed_precision,
     )
 
 
@@ -119,7 +121,7 @@ def embed_and_index(docs: beam.PCollection, plan: RunPlan, cache: CachePlan | No
         docs, dead = embedded["documents"], (embedded[DEAD_LETTER_TAG],)
     else:
         texts = docs | "EmbedInput" >> beam.Map(embed_input)
-        embed_config = EmbedConfig(model_path=plan.options.model)
+        embed_config = plan.embed_config()
         if cache is None:
             embeddings = texts | "Embed" >> EmbedTexts(embed_config)
             neighbours = embeddings | "Neighbours" >> NeighbourGraph(config)
@@ -176,6 +178,10 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
             "votes": applied[VOTES_TAG],
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
+    if opts.fallback_max_voters > 0:
+        nearest = {"nearest": nearest, "votes": applied[VOTES_TAG], "embeddings": embeddings} | (
+            "ExactFallback" >> ExactFallback(len(plan.lf_names), opts.fallback_max_voters)
+        )
     joined = {
         "docs": docs | "KeyDocs" >> beam.Map(lambda doc: (doc["id"], doc)),
         "votes": applied[VOTES_TAG],

@@ -18,6 +18,7 @@ from typing import Any
 from pipelines.options import option_fields
 from templates.main import IMAGE_MODEL
 from transforms.core.labeler import LABEL_MODELS, THRESHOLD_MODES
+from transforms.embed import EMBED_PRECISIONS
 from transforms.io import FORMATS
 
 TEMPLATE_NAME = "epoxy-beam"
@@ -32,6 +33,7 @@ ENUM_CHOICES: dict[str, tuple[str, ...]] = {
     "input_format": tuple(FORMATS),
     "label_model": tuple(LABEL_MODELS),
     "thresholds": tuple(THRESHOLD_MODES),
+    "embed_precision": tuple(EMBED_PRECISIONS),
 }
 # On Dataflow the launcher and every worker write these: they must be Cloud Storage paths.
 GCS_FOLDERS = ("output", "cache_dir")

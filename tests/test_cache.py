@@ -17,6 +17,7 @@ from transforms.core.artifacts import (
     embeddings_manifest,
     graph_key,
     text_hash,
+    vector_fingerprint,
 )
 from transforms.embed import EmbedConfig
 from transforms.neighbours import NeighbourConfig
@@ -107,8 +108,41 @@ def test_classify_for_graph_old_new_and_removed_rows():
     assert [out.tag for out in gone] == ["removed"]
 
 
-def test_cache_refuses_bf16_vectors_it_would_key_as_fp32(tmp_path):
+def test_embed_with_cache_refuses_a_precision_the_plan_was_not_keyed_for(tmp_path):
     plan = CachePlan.resolve(str(tmp_path), "run", "fp", 4, NeighbourConfig(num_neighbours=4))
-    with pytest.raises(ValueError, match="'bf16' with a cache.*use precision='fp32'"):
+    with pytest.raises(ValueError, match="'bf16' with a cache plan keyed for 'fp32'.*precision='bf16'"):
         EmbedWithCache(EmbedConfig("model", precision="bf16"), plan)
     assert EmbedWithCache(EmbedConfig("model"), plan) is not None
+    bf16 = CachePlan.resolve(str(tmp_path), "run", "fp", 4, NeighbourConfig(num_neighbours=4), precision="bf16")
+    assert EmbedWithCache(EmbedConfig("model", precision="bf16"), bf16) is not None
+
+
+def test_fp32_and_bf16_entries_are_keyed_apart_and_old_fp32_entries_stay_valid(tmp_path):
+    config = NeighbourConfig(num_neighbours=5)
+    fp32_dir = tmp_path / "embeddings" / embedding_key("fp")  # the key caches had before precisions
+    part_sum = _write_part(fp32_dir / "part-a.parquet")
+    old_manifest = embeddings_manifest("fp", 4, ["part-a.parquet"])
+    del old_manifest["precision"]  # written before precisions were recorded
+    _write(fp32_dir / "manifest.json", {**old_manifest, "checksums": {"part-a.parquet": part_sum}})
+    graph_sum = _write_part(tmp_path / "snapshots/r/graph/part-0.parquet")
+    _write(
+        tmp_path / "manifest.json",
+        {
+            "schema_version": SCHEMA_VERSION,
+            "snapshot": {  # no embed_precision: an fp32 snapshot of an older version
+                "graph_key": graph_key("fp", config.fingerprint()),
+                "model_fingerprint": "fp",
+                "paths": {"graph": ["snapshots/r/graph/part-0.parquet"]},
+                "checksums": {"snapshots/r/graph/part-0.parquet": graph_sum},
+            },
+        },
+    )
+    fp32 = CachePlan.resolve(str(tmp_path), "run", "fp", 4, config)
+    assert fp32.embedding_parts == (str(fp32_dir / "part-a.parquet"),) and fp32.graph_parts
+    bf16 = CachePlan.resolve(str(tmp_path), "run", "fp", 4, config, precision="bf16")
+    assert bf16.embedding_parts == () and bf16.graph_parts == () and bf16.problems == ()
+    assert bf16.embeddings_dir != fp32.embeddings_dir == str(fp32_dir)
+    assert bf16.embeddings_dir.endswith(embedding_key(vector_fingerprint("fp", "bf16")))
+    # A bf16 manifest copied into the fp32 directory is still not read as fp32, nor vice versa.
+    _write(fp32_dir / "manifest.json", embeddings_manifest("fp", 4, ["part-a.parquet"], "bf16"))
+    assert CachePlan.resolve(str(tmp_path), "run", "fp", 4, config).embedding_parts == ()

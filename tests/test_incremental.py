@@ -9,6 +9,8 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines import weak_label
 from tests.conftest import LF_SOURCE, make_corpus
+from transforms.cache_snapshot import read_snapshot
+from transforms.embed import apply_precision
 
 NUM_NEIGHBOURS = 5
 
@@ -18,10 +20,10 @@ def _write_corpus(path, rows) -> str:
     return str(path)
 
 
-def _run(corpus: str, dev: str, lfs: str, model: str, output: str, cache_dir: str | None):
+def _run(corpus: str, dev: str, lfs: str, model: str, output: str, cache_dir: str | None, *extra: str):
     argv = [
         "--input", corpus, "--dev_input", dev, "--labeling_functions", lfs, "--model", model,
-        "--output", output, "--num_neighbours", str(NUM_NEIGHBOURS), "--runner=FnApiRunner",
+        "--output", output, "--num_neighbours", str(NUM_NEIGHBOURS), "--runner=FnApiRunner", *extra,
     ]  # fmt: skip
     if cache_dir:
         argv += ["--cache_dir", cache_dir]
@@ -92,3 +94,31 @@ def test_a_removed_row_rebuilds_the_graph_and_a_new_model_misses(tmp_path, tiny_
         _write_corpus(tmp_path / "c.jsonl", rows[:-1]), str(dev), str(lfs), tiny_model, str(tmp_path / "o3"), cache
     )
     assert counters["cache/graph_searched_rows"] == 59 and counters.get("cache/graph_reused_rows", 0) == 0
+
+
+def test_bf16_and_fp32_runs_on_one_cache_share_no_entries(tmp_path, tiny_model):
+    rows = make_corpus(60, seed=5)
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows[:20]))
+    lfs = tmp_path / "lfs.py"
+    lfs.write_text(LF_SOURCE)
+    cache = tmp_path / "cache"
+    corpus = _write_corpus(tmp_path / "a.jsonl", rows)
+    args = (str(dev), str(lfs), tiny_model)
+    try:
+        counters, _ = _run(corpus, *args, str(tmp_path / "fp32"), str(cache))
+        assert counters["cache/embedded"] == 60
+        counters, _ = _run(corpus, *args, str(tmp_path / "bf16"), str(cache), "--embed_precision", "bf16")
+        assert counters["cache/embedded"] == 60 and counters.get("cache/embedding_hits", 0) == 0
+        assert counters["cache/graph_searched_rows"] == 60 and counters.get("cache/graph_reused_rows", 0) == 0
+        assert read_snapshot(str(cache)).embeddings.shape == (60, 32)  # iterate finds the bf16 vectors
+        counters, _ = _run(corpus, *args, str(tmp_path / "fp32_again"), str(cache))
+    finally:
+        apply_precision("fp32")  # the FnApiRunner's workers are this process
+    assert counters.get("cache/embedded", 0) == 0 and counters["cache/embedding_hits"] == 60
+    assert counters["cache/graph_searched_rows"] == 60  # the latest snapshot's graph was bf16
+    manifests = [json.loads(path.read_text()) for path in sorted(cache.glob("embeddings/*/manifest.json"))]
+    assert sorted(m["precision"] for m in manifests) == ["bf16", "fp32"]
+    parts = {m["precision"]: set(m["parts"]) for m in manifests}
+    assert len(parts["bf16"]) == 1 and len(parts["fp32"]) == 2 and not parts["fp32"] & parts["bf16"]
+    assert json.loads((cache / "manifest.json").read_text())["snapshot"]["embed_precision"] == "fp32"

@@ -74,3 +74,10 @@ def test_an_unquoted_glob_expanded_by_the_shell_is_an_error(capsys):
 def test_beam_flags_with_separate_values_pass_through():
     _, beam_args = parse_options(["--input", "a", "--output", "o", "--project", "p", "--runner", "FnApiRunner"])
     assert beam_args == ["--project", "p", "--runner", "FnApiRunner"]
+
+
+def test_embed_precision_defaults_to_fp32_and_parses_bf16():
+    options, _ = parse_options(["--input", "a.csv", "--output", "o"])
+    assert options.embed_precision == "fp32"
+    options, beam_args = parse_options(["--input", "a.csv", "--output", "o", "--embed_precision", "bf16"])
+    assert options.embed_precision == "bf16" and beam_args == []

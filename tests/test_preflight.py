@@ -434,3 +434,37 @@ def test_importing_pipelines_keeps_onednn_on():
         check=True, env=_fresh_env(),
     )  # fmt: skip
     assert completed.stdout.strip() == "unset"
+
+
+# ------------------------------------------------------------- --embed_precision
+
+
+def test_embed_precision_reaches_the_embed_config_and_the_cache_plan(files, tiny_model):
+    assert _preflight(files, tiny_model).embed_config().precision == "fp32"
+    plan = _preflight(files, tiny_model, embed_precision="bf16", cache_dir=str(files["tmp"] / "cache"))
+    config = plan.embed_config()
+    assert (config.model_path, config.precision) == (tiny_model, "bf16")
+    cache = weak_label.cache_plan(plan, weak_label.neighbour_config(plan))
+    assert cache.precision == "bf16"
+
+
+def test_a_bad_embed_precision_fails_preflight_in_one_line_naming_value_rule_and_fix(files, tiny_model):
+    with pytest.raises(ValueError) as error:
+        _preflight(files, tiny_model, embed_precision="fp16")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("--embed_precision='fp16' is not one of fp32, bf16: pass --embed_precision fp32")
+
+
+def test_bf16_without_a_text_model_is_refused(files, tiny_model):
+    _fails(
+        files, tiny_model, r"--embed_precision='bf16' applies to the text model only.*drop --embed_precision",
+        embed_precision="bf16", embedding_field="vector",
+    )  # fmt: skip
+
+
+def test_a_negative_fallback_bound_fails_preflight(files, tiny_model):
+    _fails(
+        files, tiny_model, r"--fallback_max_voters=-1 must be at least 1, or 0 for no exact fallback",
+        fallback_max_voters="-1",
+    )  # fmt: skip

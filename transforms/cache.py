@@ -1,14 +1,15 @@
 """The artifacts cache in the pipeline: reuse embeddings and the graph, write a new snapshot.
 
 * :class:`EmbedWithCache`: documents whose embedded text (by content hash) is in the cache of
-  this model reuse the cached vector; only the others are embedded (counters
-  ``cache/embedding_hits`` and ``cache/embedded``).
-* :class:`GraphWithCache`: with a usable cached graph (same model and index configuration), only
-  new or edited documents are searched against the whole corpus, and the unchanged documents'
-  cached lists are merged with their nearest *new* documents (exact: the top-k of a union is the
-  top-k of the two top-k lists). When a cached document was removed or edited, every document is
-  searched again (``cache/graph_rebuilt``). Counters: ``cache/graph_reused_rows``,
-  ``cache/graph_searched_rows``, ``cache/graph_removed_rows``.
+  this model and embed precision (fp32 and bf16 vectors are keyed apart) reuse the cached
+  vector; only the others are embedded (counters ``cache/embedding_hits`` and
+  ``cache/embedded``).
+* :class:`GraphWithCache`: with a usable cached graph (same model, precision and index
+  configuration), only new or edited documents are searched against the whole corpus, and the
+  unchanged documents' cached lists are merged with their nearest *new* documents (exact: the
+  top-k of a union is the top-k of the two top-k lists). When a cached document was removed or
+  edited, every document is searched again (``cache/graph_rebuilt``). Counters:
+  ``cache/graph_reused_rows``, ``cache/graph_searched_rows``, ``cache/graph_removed_rows``.
 * :class:`WriteCache`: the new embeddings part, the snapshot's documents, graph and vote
   columns, then one commit step that appends the part to the embeddings manifest and points the
   top-level manifest at the snapshot (:mod:`transforms.core.artifacts` has the layout).
@@ -31,6 +32,7 @@ from apache_beam.io.parquetio import ReadAllFromParquet
 from apache_beam.metrics import Metrics
 
 from transforms.core.artifacts import (
+    DEFAULT_PRECISION,
     MANIFEST_FILE,
     SCHEMA_VERSION,
     VOTE_COLUMN_PREFIX,
@@ -43,6 +45,7 @@ from transforms.core.artifacts import (
     text_hash,
     usable_embeddings,
     usable_graph,
+    vector_fingerprint,
     votes_schema,
 )
 from transforms.cache_integrity import file_checksum, read_json, verify_parts  # noqa: F401
@@ -72,6 +75,8 @@ class CachePlan:
         graph_parts: The usable cached graph's parts (full paths); empty = build from scratch.
         checksums: SHA-256 of the usable embedding parts, by path relative to their directory.
         problems: One line per corrupt cache file or manifest that was ignored (it is rebuilt).
+        precision: The embed precision of the vectors (``"fp32"`` or ``"bf16"``); part of every
+            embedding and graph key.
     """
 
     cache_dir: str
@@ -84,6 +89,7 @@ class CachePlan:
     graph_parts: tuple[str, ...]
     checksums: Mapping[str, str] = dataclasses.field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    precision: str = DEFAULT_PRECISION
 
     @classmethod
     def resolve(
@@ -94,38 +100,44 @@ class CachePlan:
         dim: int,
         neighbour_config: NeighbourConfig,
         num_shards: int = 1,
+        precision: str = DEFAULT_PRECISION,
     ) -> "CachePlan":
         """Reads the manifests and keeps only the entries keyed like this run and intact."""
         problems: list[str] = []
-        root = cls._embeddings_dir(cache_dir, model_fingerprint)
+        root = cls._embeddings_dir(cache_dir, vector_fingerprint(model_fingerprint, precision))
         embeddings = read_json(FileSystems.join(root, MANIFEST_FILE), problems)
         embedding_parts: tuple[str, ...] = ()
         checksums: dict[str, str] = {}
-        if usable_embeddings(embeddings, model_fingerprint, dim):
+        if usable_embeddings(embeddings, model_fingerprint, dim, precision):
             stored = dict(embeddings.get("checksums") or {})
             good = verify_parts(root, embeddings["parts"], stored, problems)
             embedding_parts = tuple(FileSystems.join(root, part) for part in good)
             checksums = {part: stored[part] for part in good if part in stored}
         manifest = read_json(FileSystems.join(cache_dir, MANIFEST_FILE), problems)
         graph_parts: tuple[str, ...] = ()
-        if usable_graph(manifest, model_fingerprint, neighbour_config.fingerprint()):
+        if usable_graph(manifest, model_fingerprint, neighbour_config.fingerprint(), precision):
             snapshot = manifest["snapshot"]
             graph = list(snapshot["paths"]["graph"])
             if len(verify_parts(cache_dir, graph, snapshot.get("checksums") or {}, problems)) == len(graph):
                 graph_parts = tuple(FileSystems.join(cache_dir, path) for path in graph)
         return cls(
             cache_dir, run_id, model_fingerprint, dim, neighbour_config, max(1, num_shards),
-            embedding_parts, graph_parts, checksums, tuple(problems),
+            embedding_parts, graph_parts, checksums, tuple(problems), precision,
         )  # fmt: skip
 
     @staticmethod
-    def _embeddings_dir(cache_dir: str, model_fingerprint: str) -> str:
-        return FileSystems.join(cache_dir, "embeddings", embedding_key(model_fingerprint))
+    def _embeddings_dir(cache_dir: str, vectors: str) -> str:
+        return FileSystems.join(cache_dir, "embeddings", embedding_key(vectors))
+
+    @property
+    def vectors(self) -> str:
+        """The vectors' fingerprint (model and precision) that keys embeddings and graph."""
+        return vector_fingerprint(self.model_fingerprint, self.precision)
 
     @property
     def embeddings_dir(self) -> str:
-        """This model's embeddings directory."""
-        return self._embeddings_dir(self.cache_dir, self.model_fingerprint)
+        """This model's and precision's embeddings directory."""
+        return self._embeddings_dir(self.cache_dir, self.vectors)
 
     @property
     def snapshot_dir(self) -> str:
@@ -165,11 +177,11 @@ class EmbedWithCache(beam.PTransform):
     "embedded"}`` (the last two: one element per row, for counting)."""
 
     def __init__(self, embed_config: EmbedConfig, cache: CachePlan):
-        if embed_config.precision != "fp32":
+        if embed_config.precision != cache.precision:
             raise ValueError(
-                f"embed precision {embed_config.precision!r} with a cache: cached vectors are keyed by "
-                "the model fingerprint only, so they would mix with fp32 ones; use precision='fp32' "
-                "with a cache, or no cache"
+                f"embed precision {embed_config.precision!r} with a cache plan keyed for "
+                f"{cache.precision!r} vectors: they would mix; resolve the CachePlan with "
+                f"precision={embed_config.precision!r}"
             )
         super().__init__()
         self._embed_config = embed_config
@@ -302,7 +314,7 @@ def commit_cache(
     parts = [path[len(embeddings_root) :].lstrip("/") for path in cache.embedding_parts]
     checksums = {part: cache.checksums[part] for part in parts if part in cache.checksums}
     checksums.update({part: file_checksum(FileSystems.join(embeddings_root, part)) for part in new_parts})
-    embeddings = embeddings_manifest(cache.model_fingerprint, cache.dim, parts + new_parts)
+    embeddings = embeddings_manifest(cache.model_fingerprint, cache.dim, parts + new_parts, cache.precision)
     write_file(manifest_path, _json_bytes({**embeddings, "checksums": checksums}))
     prefix = cache.snapshot_dir + "/"
     paths = {
@@ -315,9 +327,10 @@ def commit_cache(
             **snapshot,
             "run_id": cache.run_id,
             "model_fingerprint": cache.model_fingerprint,
-            "graph_key": graph_key(cache.model_fingerprint, cache.neighbour_config.fingerprint()),
+            "embed_precision": cache.precision,
+            "graph_key": graph_key(cache.vectors, cache.neighbour_config.fingerprint()),
             "neighbour_config": dataclasses.asdict(cache.neighbour_config),
-            "embedding_key": embedding_key(cache.model_fingerprint),
+            "embedding_key": embedding_key(cache.vectors),
             "paths": paths,
             "checksums": {
                 path: file_checksum(FileSystems.join(root, path))

@@ -4,7 +4,7 @@
 neighbour graph as row numbers, the vote columns by LF name, the embeddings of this model and
 the labeler configuration. Every manifest is checked with the cache's own keys
 (:func:`~transforms.core.artifacts.usable_graph`, :func:`~transforms.core.artifacts.usable_embeddings`:
-schema version, model fingerprint, index configuration) before a table is read.
+schema version, model fingerprint, embed precision, index configuration) before a table is read.
 
 The snapshot is **data only**: the LF source it records (``lf_source``) is kept for display and
 never executed; LFs come from the file the user names.
@@ -22,12 +22,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.cache import read_json
 from transforms.core.artifacts import (
+    DEFAULT_PRECISION,
     MANIFEST_FILE,
     SCHEMA_VERSION,
     VOTE_COLUMN_PREFIX,
     embedding_key,
     usable_embeddings,
     usable_graph,
+    vector_fingerprint,
 )
 from transforms.core.labeler import LabelerConfig
 from transforms.core.lfs import VOTE_DTYPE
@@ -54,6 +56,7 @@ class Snapshot:
         lf_source: The LF file's text at cache time, for display only (never executed).
         config: The run's labeler configuration.
         class_names: The run's class names.
+        fallback_max_voters: The run's ``--fallback_max_voters`` (0: no per-LF exact fallback).
     """
 
     ids: np.ndarray
@@ -70,6 +73,7 @@ class Snapshot:
     lf_source: str
     config: LabelerConfig
     class_names: tuple[str, ...]
+    fallback_max_voters: int = 0
 
 
 def read_snapshot(cache_dir: str) -> Snapshot:
@@ -87,7 +91,8 @@ def read_snapshot(cache_dir: str) -> Snapshot:
         )
     snapshot = manifest["snapshot"]
     model = snapshot.get("model_fingerprint", "")
-    if not usable_graph(manifest, model, _index_fingerprint(snapshot)):
+    precision = snapshot.get("embed_precision", DEFAULT_PRECISION)
+    if not usable_graph(manifest, model, _index_fingerprint(snapshot), precision):
         raise ValueError(
             f"--cache_dir {cache_dir!r} holds a snapshot of schema_version "
             f"{manifest.get('schema_version')!r} (keys {snapshot.get('graph_key')!r}); this version "
@@ -112,12 +117,13 @@ def read_snapshot(cache_dir: str) -> Snapshot:
         split=np.asarray(docs.column("split").to_pylist(), dtype=str),
         neighbours=neighbours,
         sims=sims,
-        embeddings=_embeddings_for(cache_dir, model, docs.column("text_hash").to_pylist()),
+        embeddings=_embeddings_for(cache_dir, model, precision, docs.column("text_hash").to_pylist()),
         votes=votes,
         lf_fingerprints=dict(snapshot.get("lf_fingerprints") or {}),
         lf_source=str(snapshot.get("lf_source", "")),
         config=_labeler_config(snapshot["labeler_config"]),
         class_names=tuple(snapshot.get("class_names") or ()),
+        fallback_max_voters=int((snapshot.get("options") or {}).get("fallback_max_voters") or 0),
     )
 
 
@@ -163,22 +169,25 @@ def _graph_rows(graph: pa.Table, ids: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return neighbours, sims
 
 
-def _embeddings_for(cache_dir: str, model_fingerprint: str, hashes: list[str]) -> np.ndarray | None:
+def _embeddings_for(
+    cache_dir: str, model_fingerprint: str, precision: str, hashes: list[str]
+) -> np.ndarray | None:
     """The documents' cached embeddings (by text hash), or ``None`` when none are cached.
 
     Raises:
-        ValueError: if the embeddings manifest is not of this schema version and model.
+        ValueError: if the embeddings manifest is not of this schema version, model and precision.
     """
-    root = FileSystems.join(cache_dir, "embeddings", embedding_key(model_fingerprint))
+    vectors = vector_fingerprint(model_fingerprint, precision)
+    root = FileSystems.join(cache_dir, "embeddings", embedding_key(vectors))
     manifest = read_json(FileSystems.join(root, MANIFEST_FILE))
     if not manifest:
         return None
-    if not usable_embeddings(manifest, model_fingerprint, manifest.get("dim")):
+    if not usable_embeddings(manifest, model_fingerprint, manifest.get("dim"), precision):
         raise ValueError(
             f"the embeddings manifest under {root!r} has schema_version "
             f"{manifest.get('schema_version')!r} / key {manifest.get('key')!r}; this version reads "
-            f"schema_version {SCHEMA_VERSION} of model {model_fingerprint!r}: run the pipeline "
-            "with --cache_dir again"
+            f"schema_version {SCHEMA_VERSION} of model {model_fingerprint!r} at precision "
+            f"{precision!r}: run the pipeline with --cache_dir again"
         )
     table = pa.concat_tables([_read_table(FileSystems.join(root, part)) for part in manifest["parts"]])
     index = {digest: i for i, digest in enumerate(table.column("text_hash").to_pylist())}

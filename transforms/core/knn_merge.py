@@ -19,7 +19,7 @@ broken by id, so the merged lists do not depend on how the work was split.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -190,9 +190,9 @@ def exact_nearest_voters(
 
     Args:
         queries: ``float32 [q, d]`` L2-normalised query rows.
-        query_rows: ``int [q]`` their row numbers (to exclude self).
+        query_rows: ``int [q]`` their row numbers (or any integer keys; to exclude self).
         voters: ``float32 [v, d]`` L2-normalised rows the LF voted on.
-        voter_rows: ``int [v]`` their row numbers.
+        voter_rows: ``int [v]`` their row numbers (keys of the same kind as ``query_rows``).
         voter_votes: ``int [v]`` their votes.
         block_size: Query rows per matrix product.
 
@@ -203,11 +203,37 @@ def exact_nearest_voters(
     >>> exact_nearest_voters(q, np.arange(3), q[[0, 1]], np.array([0, 1]), np.array([1, 0]))
     (array([0., 0., 0.], dtype=float32), array([ 0,  1, -1], dtype=int8))
     """
+    nn_sim, nn_vote, _ = exact_nearest_voter_index(
+        queries, query_rows, voters, voter_rows, voter_votes, block_size=block_size
+    )
+    return nn_sim, nn_vote
+
+
+def exact_nearest_voter_index(
+    queries: np.ndarray,
+    query_rows: np.ndarray,
+    voters: np.ndarray,
+    voter_rows: np.ndarray,
+    voter_votes: np.ndarray,
+    *,
+    block_size: int = 8192,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`exact_nearest_voters` plus which voter each query's ``nn_sim`` comes from.
+
+    Returns:
+        ``(nn_sim float32 [q], nn_vote int8 [q], best int64 [q])``: ``best`` is the index (into
+        ``voters``) of the first voter at the best similarity, ``-1`` when there is none.
+
+    >>> q = np.eye(3, dtype=np.float32)
+    >>> exact_nearest_voter_index(q, np.arange(3), q[[0, 1]], np.array([0, 1]), np.array([1, 0]))[2]
+    array([1, 0, 0])
+    """
     q = queries.shape[0]
     nn_sim = np.full(q, -np.inf, np.float32)
     nn_vote = np.full(q, ABSTAIN, VOTE_DTYPE)
+    best_index = np.full(q, -1, np.int64)
     if q == 0 or voters.shape[0] == 0:
-        return nn_sim, nn_vote
+        return nn_sim, nn_vote, best_index
     voter_votes = np.asarray(voter_votes, np.int64)
     voters64 = np.asarray(voters, np.float64)
     for start in range(0, q, block_size):
@@ -221,4 +247,77 @@ def exact_nearest_voters(
         has = np.isfinite(best)
         nn_sim[start:stop] = best
         nn_vote[start:stop] = np.where(has & (low == high), high, ABSTAIN)
-    return nn_sim, nn_vote
+        best_index[start:stop] = np.where(has, sims.argmax(axis=1), -1)
+    return nn_sim, nn_vote, best_index
+
+
+def exact_column_if_small(
+    unit_vectors: np.ndarray, column: np.ndarray, max_voters: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-LF exact fallback over a corpus held in memory (the ``iterate`` session).
+
+    Args:
+        unit_vectors: ``float32 [n, d]`` L2-normalised rows.
+        column: ``int8 [n]`` one LF's votes.
+        max_voters: The fallback's bound (``--fallback_max_voters``; 0 = off).
+
+    Returns:
+        ``(nn_sim [n], nn_vote [n])`` over all the LF's voters when it has between 1 and
+        ``max_voters`` voters (as the pipeline's :class:`~transforms.exact_fallback.ExactFallback`
+        chooses), else ``None`` (the kNN graph's nearest voters apply).
+
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> exact_column_if_small(x, np.array([1, 0, -1], np.int8), 2)[1].tolist()
+    [0, 1, -1]
+    >>> exact_column_if_small(x, np.array([1, 0, -1], np.int8), 1) is None
+    True
+    """
+    voters = np.flatnonzero(np.asarray(column) != ABSTAIN)
+    if not 1 <= voters.size <= max_voters:
+        return None
+    rows = np.arange(len(column))
+    return exact_nearest_voters(unit_vectors, rows, unit_vectors[voters], voters, np.asarray(column)[voters])
+
+
+VoterSet = tuple[np.ndarray, np.ndarray, np.ndarray]  # keys uint64 [v], vectors [v, d], votes [v]
+
+
+def exact_fallback_columns(
+    queries: np.ndarray,
+    query_keys: np.ndarray,
+    voter_sets: Mapping[int, VoterSet],
+    no_source: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-LF exact fallback for a batch: the nearest voter of each query over **all** the
+    voters of each LF in ``voter_sets`` (:func:`exact_nearest_voter_index`).
+
+    Args:
+        queries: ``float32 [q, d]`` L2-normalised rows.
+        query_keys: ``uint64 [q]`` their keys (a row is never its own voter).
+        voter_sets: LF column → ``(keys uint64 [v], vectors float32 [v, d], votes [v])``.
+        no_source: The source key of "no voter".
+
+    Returns:
+        ``(lfs int64 [s], nn_sim float32 [q, s], nn_vote int8 [q, s], nn_source uint64 [q, s])``
+        with the LF columns in ascending order; ``nn_source`` is the key of the voter
+        ``nn_sim`` comes from (the first at the best similarity).
+
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> keys = np.array([7, 8, 9], np.uint64)
+    >>> lfs, sim, vote, source = exact_fallback_columns(x, keys, {2: (keys[:2], x[:2], np.array([1, 0]))})
+    >>> lfs.tolist(), vote[:, 0].tolist(), source[:, 0].tolist()
+    ([2], [0, 1, -1], [8, 7, 7])
+    """
+    lfs = np.asarray(sorted(voter_sets), np.int64)
+    q = queries.shape[0]
+    nn_sim = np.full((q, lfs.size), -np.inf, np.float32)
+    nn_vote = np.full((q, lfs.size), ABSTAIN, VOTE_DTYPE)
+    nn_source = np.full((q, lfs.size), no_source, np.uint64)
+    for column, lf in enumerate(lfs):
+        keys, vectors, votes = voter_sets[int(lf)]
+        if len(keys) == 0:
+            continue
+        sim, vote, best = exact_nearest_voter_index(queries, query_keys, vectors, keys, votes)
+        nn_sim[:, column], nn_vote[:, column] = sim, vote
+        nn_source[:, column] = np.where(best >= 0, np.asarray(keys, np.uint64)[np.maximum(best, 0)], no_source)
+    return lfs, nn_sim, nn_vote, nn_source
