@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_io import finish  # noqa: E402
 from benchmarks.wrench import DEFAULT_MODEL_DIR, load_task  # noqa: E402
 from transforms.core.end_model import fit_ridge_classifier  # noqa: E402
+from transforms.core.incremental_labeler import class_counts  # noqa: E402
 from transforms.core.labeler import LabelerConfig, fit_labeler, label_batch  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in (("train_rows", task.train & lm.covered), ("all_covered_rows", lm.covered)):
         model = fit_ridge_classifier(task.embeddings[rows], hard[rows], scale=10.0)
         figures[f"ridge_on_{name}_valid"] = task.score(valid, model.predict_proba(task.embeddings).argmax(1))
-    counts = np.stack([(task.votes == c).sum(axis=1) for c in range(k)], axis=1).astype(np.float64)
+    counts = class_counts(task.votes, k).astype(np.float64)
     rng = np.random.default_rng(0)
     for split in ("valid", "test"):
         rows = task.split == split

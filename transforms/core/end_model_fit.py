@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from transforms.core.end_model import EndModel, RidgeRows, augment, blend, ridge_on_rows
+from transforms.core.end_model import EndModel, RidgeRows, augment, blend, log_probs, ridge_on_rows
 from transforms.core.extension import extend_votes
 from transforms.core.label_models import LabelModel
 from transforms.core.labeler_config import (
@@ -93,7 +93,8 @@ def fit_end_model(
         return None
     extended = extend_votes(sample.votes, sample.nn_sim, sample.nn_vote, thresholds)
     covered = (extended != ABSTAIN).any(axis=1)
-    targets = label_model.predict_proba(extended).astype(np.float64)
+    posteriors = label_model.predict_proba(extended)
+    targets = posteriors.astype(np.float64)
     gold = sample.gold >= 0
     targets[gold] = np.eye(config.cardinality)[sample.gold[gold]]
     weak = covered & ~gold
@@ -109,14 +110,14 @@ def fit_end_model(
             gold_weight = DEFAULT_GOLD_WEIGHT  # no tuning rows to train a gold-only model on
         alpha = DEFAULT_BLEND if config.end_model_weight is None else config.end_model_weight
         model = dataclasses.replace(data.fit(gold_weight), weight=float(alpha))
-        offsets = _prior_offsets(data, extended, label_model, model, config)
+        offsets = _prior_offsets(data, posteriors, label_model, model, config)
         return dataclasses.replace(model, offsets=offsets)
     gold_weight, alpha, offsets = _choose_recipe(data, extended, label_model, sample.gold[gold], config)
     return dataclasses.replace(data.fit(gold_weight), weight=float(alpha), offsets=offsets)
 
 
 def _prior_offsets(
-    data: EndModelData, extended: np.ndarray, label_model: LabelModel, model: EndModel,
+    data: EndModelData, posteriors: np.ndarray, label_model: LabelModel, model: EndModel,
     config: LabelerConfig,
 ) -> np.ndarray | None:
     """Gold-free class offsets: the final labels of the sample take each class at the label
@@ -124,11 +125,8 @@ def _prior_offsets(
     when offsets are off or the label model has no estimated balance (majority vote)."""
     if not config.class_offsets or label_model.hard:
         return None
-    final = blend(
-        label_model.predict_proba(extended), model.predict_augmented(data.augmented),
-        data.covered, model.weight,
-    )
-    return prior_matching_offsets(np.log(np.maximum(final, 1e-6)), label_model.class_balance)
+    final = blend(posteriors, model.predict_augmented(data.augmented), data.covered, model.weight)
+    return prior_matching_offsets(log_probs(final), label_model.class_balance)
 
 
 def _choose_recipe(
@@ -178,7 +176,7 @@ def choose_offsets(
         folds: ``int [g]`` fold of each gold row.
         losses: The selection losses (the ``final`` one is used).
     """
-    log_proba = np.log(np.maximum(np.asarray(proba, np.float64), 1e-6))
+    log_proba = log_probs(proba)
     offsets, loss, shifted = cross_validated_offsets(
         log_proba, gold, folds, losses.final, losses.positive_class
     )
