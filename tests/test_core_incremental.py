@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from transforms.core.extension import nearest_voters
+from transforms.core.grouped_votes import GroupedVotes, posterior_from_scores
 from transforms.core.incremental import (
     ReverseGraph,
-    GroupedVotes,
     append_lf,
     drop_lf,
-    posterior_from_scores,
     reorder_lfs,
     replace_column,
     replace_rows,

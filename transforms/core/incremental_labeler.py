@@ -1,7 +1,7 @@
 """The incremental labeler: a full fit's state, updated in place after an LF edit.
 
 After a full fit, :class:`IncrementalLabeler` keeps the extended label matrix, its statistics,
-its grouped vote-pattern codes (:class:`~transforms.core.incremental.GroupedVotes`) and the
+its grouped vote-pattern codes (:class:`~transforms.core.grouped_votes.GroupedVotes`) and the
 pinned end model's probabilities. An edit of LF ``j`` re-thresholds and re-extends column ``j``
 and updates the statistics rows it changes (:mod:`transforms.core.incremental`); the labels
 are then scored through the labeler's one :func:`~transforms.core.labeler.blend` (with its
@@ -19,15 +19,8 @@ import numpy as np
 
 from transforms.core.end_model import EndModel
 from transforms.core.extension import extend_votes
-from transforms.core.incremental import (
-    GroupedVotes,
-    append_lf,
-    drop_lf,
-    posterior_from_scores,
-    reorder_lfs,
-    replace_column,
-    row_argmax,
-)
+from transforms.core.grouped_votes import GroupedVotes, posterior_from_scores, row_argmax
+from transforms.core.incremental import append_lf, drop_lf, reorder_lfs, replace_column
 from transforms.core.label_models import LabelModel
 from transforms.core.labeler import (
     QUANTILE_GRID,
