@@ -36,19 +36,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from pipelines.corpus_lfs import CorpusLfApplier
 from pipelines.relabel_result import RelabelResult, write_labels
 from transforms.cache_snapshot import read_snapshot
 from transforms.core.analysis import lf_table
-from transforms.core.document import lf_row
 from transforms.core.extension import extend_votes
 from transforms.core.incremental import ReverseGraph, append_lf, drop_lf, reorder_lfs, replace_column
 from transforms.core.incremental_labeler import IncrementalLabeler, append_column, pinned_config
@@ -67,11 +65,8 @@ from transforms.core.labeler import (
 from transforms.core.lfs import VOTE_DTYPE, LabelingFunction, lf_fingerprint
 from transforms.core.metrics import accuracy, macro_f1
 from transforms.core.statistics import LabelStatistics
-from transforms.core.votes import apply_lfs
 from transforms.labeling_functions import load_lf_set
 
-# As the pipeline's --max_failure_samples_per_lf default: failures kept per LF, smallest id first.
-MAX_FAILURE_SAMPLES = 20
 _CHUNK = 65536
 
 
@@ -127,30 +122,18 @@ class Session:
             fallback_max_voters: The run's per-LF exact fallback bound (0 = off).
             fallback_embeddings: ``float32 [n, d]`` the vectors it searches (needed when on).
         """
-        self.ids, self.texts, self._fields_json = ids, texts, fields_json
-        self._lower_texts: pa.Array | None = None
+        self.ids, self.texts = ids, texts
+        self._applier = CorpusLfApplier(ids, texts, fields_json, config.cardinality)
         self.gold, self.eval_gold, self.split = gold, eval_gold, split
         self.neighbours = np.asarray(neighbours)
         self.graph = ReverseGraph.from_neighbours(neighbours, sims)
         self.embeddings = embeddings
-        if fallback_max_voters and fallback_embeddings is None:
-            raise ValueError(
-                f"the run used --fallback_max_voters={fallback_max_voters} but the cache holds no "
-                "embeddings to search: run the pipeline with --cache_dir again"
-            )
-        self._fallback = (fallback_max_voters, l2_normalise(fallback_embeddings)) if fallback_max_voters else None
+        self._fallback = _fallback_search(fallback_max_voters, fallback_embeddings)
         self.config = config
         self.class_names = tuple(class_names)
         self.lfs = list(lfs)
         self._fingerprints = {lf.name: lf_fingerprint(lf) for lf in self.lfs}
-        # Column-major: an edit rewrites one contiguous column.
-        self.votes = np.asfortranarray(votes, VOTE_DTYPE)
-        self.nn_sim = np.empty(votes.shape, np.float32, order="F")
-        self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
-        for j in range(votes.shape[1]):
-            self.nn_sim[:, j], self.nn_vote[:, j] = self._nearest_voters(self.votes[:, j])
-        # None while the session has no LF (a cache whose every column is stale, or all removed).
-        self.raw_stats: LabelStatistics | None = _statistics(self.votes, config.cardinality) if self.lfs else None
+        self._set_columns(votes)
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
         self._gold_rows = self._sample_rows[sample.gold >= 0]
@@ -161,6 +144,19 @@ class Session:
         self.lf_failure_samples: dict[str, list[dict[str, str]]] = {}
         self.cached_lf_source = ""
         self.applied_on_open: list[str] = []
+
+    def _set_columns(self, votes: np.ndarray) -> None:
+        """The vote columns, their nearest voters and the raw statistics of ``votes [n, m]``."""
+        # Column-major: an edit rewrites one contiguous column.
+        self.votes = np.asfortranarray(votes, VOTE_DTYPE)
+        self.nn_sim = np.empty(votes.shape, np.float32, order="F")
+        self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
+        for j in range(votes.shape[1]):
+            self.nn_sim[:, j], self.nn_vote[:, j] = self._nearest_voters(self.votes[:, j])
+        # None while the session has no LF (a cache whose every column is stale, or all removed).
+        self.raw_stats: LabelStatistics | None = (
+            _statistics(self.votes, self.config.cardinality) if self.lfs else None
+        )
 
     def _nearest_voters(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One LF's nearest voters: exact when the fallback covers it, else from the graph."""
@@ -174,7 +170,7 @@ class Session:
 
     def fields(self, row: int) -> dict[str, Any]:
         """The other fields of document ``row`` (``{}`` when the cache holds none)."""
-        return json.loads(self._fields_json[row]) if self._fields_json else {}
+        return self._applier.fields(row)
 
     def fingerprint(self, name: str) -> str | None:
         """The fingerprint of the session's LF ``name`` (``None`` if there is none)."""
@@ -228,25 +224,11 @@ class Session:
         Failures (the LF raised, or returned an invalid vote) abstain and are recorded in
         :attr:`lf_failures` / :attr:`lf_failure_samples`, as the pipeline counts them.
         """
-        if getattr(lf, "vectorised_lower", None) is not None:
-            if self._lower_texts is None:
-                self._lower_texts = pc.utf8_lower(self.texts)  # once: every keyword edit reuses it
-            return np.asarray(lf.vectorised_lower(self._lower_texts), VOTE_DTYPE)
-        vectorised = getattr(lf, "vectorised", None)
-        if vectorised is not None:
-            return np.asarray(vectorised(self.texts), VOTE_DTYPE)
-        texts = self.texts.to_pylist()
-        out = np.empty(len(texts), VOTE_DTYPE)
-        count, samples = 0, []
-        for i, (doc_id, text) in enumerate(zip(self.ids, texts)):
-            row = lf_row({"id": str(doc_id), "text": text, "fields": self.fields(i)})
-            votes, failures = apply_lfs([lf], row, self.config.cardinality)
-            out[i] = votes[0]
-            count += len(failures)
-            if failures and len(samples) < MAX_FAILURE_SAMPLES:
-                samples.append({"id": str(doc_id), "cause": failures[0].cause, "message": failures[0].message})
-        self.lf_failures[lf.name], self.lf_failure_samples[lf.name] = count, samples
-        return out
+        column = self._applier.apply(lf)
+        if column.failures is not None:
+            self.lf_failures[lf.name] = column.failures
+            self.lf_failure_samples[lf.name] = list(column.failure_samples)
+        return column.votes
 
     def set_lf(self, lf: LabelingFunction) -> None:
         """Adds ``lf`` (a new name: last column) or replaces the LF of the same name.
@@ -411,6 +393,22 @@ class Session:
                     "rows": int(chosen.size),
                 }
         return out
+
+
+def _fallback_search(max_voters: int, embeddings: np.ndarray | None) -> tuple[int, np.ndarray] | None:
+    """``(bound, normalised vectors)`` of the run's per-LF exact fallback, ``None`` when off.
+
+    Raises:
+        ValueError: if the fallback is on but the cache holds no embeddings.
+    """
+    if not max_voters:
+        return None
+    if embeddings is None:
+        raise ValueError(
+            f"the run used --fallback_max_voters={max_voters} but the cache holds no "
+            "embeddings to search: run the pipeline with --cache_dir again"
+        )
+    return max_voters, l2_normalise(embeddings)
 
 
 def _statistics(votes: np.ndarray, cardinality: int) -> LabelStatistics:
