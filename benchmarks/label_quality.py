@@ -103,7 +103,8 @@ def side_baselines(task: WrenchTask, gold: np.ndarray, extended: np.ndarray, pyt
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="WRENCH directory")
     parser.add_argument("--metric", choices=("acc", "f1"), default="acc", help="the score reported")
@@ -119,7 +120,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train", type=int, default=10000)
     parser.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap draws")
     parser.add_argument("--snorkel-python", default=None, help="side interpreter (benchmarks/side_models.py)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def chosen_figures(task: WrenchTask, fitted, out, config: LabelerConfig, gold: np.ndarray) -> dict:
+    """What the default fit chose (label model, loss, recipe, offsets) and its coverage."""
+    end = fitted.end_model
+    return {
+        "coverage_raw": float(baselines.covered_rows(task.votes).mean()),
+        "coverage_extended": float(out.covered.mean()),
+        "finite_thresholds": float(np.isfinite(fitted.thresholds).mean()),
+        "chosen_label_model": fitted.label_model.kind,
+        "chosen_selection_loss": selection_loss(config, gold[gold >= 0]).final,
+        "chosen_end_model_gold_weight": float(end.gold_weight) if end else float("nan"),
+        "chosen_end_model_weight": float(end.weight) if end else float("nan"),
+        "chosen_class_offsets": "none" if end is None or end.offsets is None else str(end.offsets.tolist()),
+    }
+
+
+def variant_figures(task: WrenchTask, args: argparse.Namespace, run) -> dict:
+    """Test scores of the ``--k-sweep`` and ``--ablations`` variants (``run(config, ...)``)."""
+    k, extra = task.cardinality, {}
+    if args.k_sweep:
+        for kk in (10, 20, 50, None):
+            sims, nvotes = knn_voters(task.embeddings, task.votes, kk)
+            _, sweep = run(LabelerConfig(cardinality=k, num_neighbours=kk or 0), sims, nvotes)
+            extra[f"epoxy_test_k{kk or 'exact'}"] = task.score("test", sweep.label)
+    if args.ablations:
+        for name, variant in ablation_configs(k).items():
+            extra[f"ablation_{name}_test"] = task.score("test", run(variant)[1].label)
+    return extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     t0 = time.perf_counter()
     task = load_task(args.data, args.metric, args.model_dir, args.max_train, args.template)
     seconds = {"load_embed_knn": time.perf_counter() - t0}
@@ -150,29 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     methods = {name: {"test": task.score("test", y), "valid": task.score("valid", y)} for name, y in labels.items()}
     best = max((n for n in methods if n not in ("epoxy", "label_model")), key=lambda n: methods[n]["test"])
     low, high = paired_interval(task, labels["epoxy"], labels[best], args.bootstrap)
-    end = fitted.end_model
     extra = {
         "best_baseline": best,
         "epoxy_minus_best_baseline_test": methods["epoxy"]["test"] - methods[best]["test"],
         "epoxy_minus_best_baseline_ci_low": low,
         "epoxy_minus_best_baseline_ci_high": high,
-        "coverage_raw": float(baselines.covered_rows(task.votes).mean()),
-        "coverage_extended": float(out.covered.mean()),
-        "finite_thresholds": float(np.isfinite(fitted.thresholds).mean()),
-        "chosen_label_model": fitted.label_model.kind,
-        "chosen_selection_loss": selection_loss(config, gold[gold >= 0]).final,
-        "chosen_end_model_gold_weight": float(end.gold_weight) if end else float("nan"),
-        "chosen_end_model_weight": float(end.weight) if end else float("nan"),
-        "chosen_class_offsets": "none" if end is None or end.offsets is None else str(end.offsets.tolist()),
+        **chosen_figures(task, fitted, out, config, gold),
+        **variant_figures(task, args, run),
     }
-    if args.k_sweep:
-        for kk in (10, 20, 50, None):
-            sims, nvotes = knn_voters(task.embeddings, task.votes, kk)
-            _, sweep = run(LabelerConfig(cardinality=k, num_neighbours=kk or 0), sims, nvotes)
-            extra[f"epoxy_test_k{kk or 'exact'}"] = task.score("test", sweep.label)
-    if args.ablations:
-        for name, variant in ablation_configs(k).items():
-            extra[f"ablation_{name}_test"] = task.score("test", run(variant)[1].label)
     if args.predictions:
         test = task.split == "test"
         np.savez_compressed(args.predictions, ids=task.ids[test], gold=task.gold[test],
