@@ -192,6 +192,29 @@ def examples_by_lf(
     return out
 
 
+def row_counts(
+    counts: RunCounts,
+    raw_stats: LabelStatistics,
+    extended_stats: LabelStatistics,
+    embedding: Mapping[str, int] | None,
+) -> dict[str, Any]:
+    """``summary.json``'s ``rows``: what was read, labelled and dead-lettered, and covered."""
+    return {
+        "input": counts.input_rows,
+        "dev_input": counts.dev_rows,
+        "dev_rows_merged": counts.dev_rows_merged,
+        "documents": counts.documents,
+        "labelled": counts.labelled,
+        "dead_letter": counts.dead_letter_rows,
+        "dead_letter_by_cause": dict(sorted(counts.dead_letters.items())),
+        "accounted": counts.accounted,
+        "accounting": counts.accounting_line(),
+        "covered": int(extended_stats.covered),
+        "covered_before_extension": int(raw_stats.covered),
+        **dict(embedding or {}),
+    }
+
+
 def build_summary(
     *,
     options: Mapping[str, Any],
@@ -228,20 +251,7 @@ def build_summary(
         "model_fingerprint": model_fingerprint,
         "run": dict(run or {}),
         "class_names": list(class_names),
-        "rows": {
-            "input": counts.input_rows,
-            "dev_input": counts.dev_rows,
-            "dev_rows_merged": counts.dev_rows_merged,
-            "documents": counts.documents,
-            "labelled": counts.labelled,
-            "dead_letter": counts.dead_letter_rows,
-            "dead_letter_by_cause": dict(sorted(counts.dead_letters.items())),
-            "accounted": counts.accounted,
-            "accounting": counts.accounting_line(),
-            "covered": int(extended_stats.covered),
-            "covered_before_extension": int(raw_stats.covered),
-            **dict(embedding or {}),
-        },
+        "rows": row_counts(counts, raw_stats, extended_stats, embedding),
         "coverage": {
             "before_extension": raw_stats.covered / max(raw_stats.n, 1),
             "after_extension": extended_stats.covered / max(extended_stats.n, 1),
