@@ -47,9 +47,15 @@ def fresh_copy(value: Any) -> Any:
     >>> copy = fresh_copy(row)
     >>> copy["tags"].append("y"); row["tags"], type(copy).__name__
     (['x'], 'Document')
+    >>> nested = {"a": [{"b": [1]}]}; fresh_copy(nested)["a"][0]["b"].append(2); nested
+    {'a': [{'b': [1]}]}
     """
     if isinstance(value, dict):
-        return type(value)((key, fresh_copy(item)) for key, item in value.items())
+        copy = type(value)(value)  # shallow; then only the nested dicts and lists are copied
+        for key, item in copy.items():
+            if isinstance(item, (dict, list)):
+                copy[key] = fresh_copy(item)
+        return copy
     if isinstance(value, list):
-        return [fresh_copy(item) for item in value]
+        return [fresh_copy(item) if isinstance(item, (dict, list)) else item for item in value]
     return value
