@@ -30,7 +30,10 @@ voters are from each other"), with ``q = threshold_quantile`` (0.75) when there 
 includes "no extension") is scored by ``folds``-fold cross-validation of the label model (of
 the kind chosen at the default level :data:`GOLD_DEFAULT_QUANTILE`, 0.5) on the gold rows. (An
 unverified extension is kept shorter: the gold-free level was chosen on the five dev sets'
-valid splits, which a gold-free fit never sees.)
+valid splits, which a gold-free fit never sees.) Without gold rows the extension is also
+checked (:func:`~transforms.core.extension_check.extension_agrees`): when the votes it would
+add do not agree with the other LFs beyond chance (kappa not positive by two standard errors),
+the embeddings do not carry the task and there is no extension.
 
 Default label model (``label_model="auto"``): with enough gold rows, the better of ``triplet``
 and ``moments`` if it beats the default ``naive_bayes``: majority vote's assumption (every LF
@@ -86,6 +89,7 @@ import numpy as np
 from transforms.core.end_model import EndModel, blend, log_probs
 from transforms.core.end_model_fit import EndModelData, choose_offsets, fit_end_model
 from transforms.core.extension import extend_votes
+from transforms.core.extension_check import extension_agrees
 from transforms.core.ids import stable_hash
 from transforms.core.label_model_selection import ScoredModel, fit_label_model, select_label_model
 from transforms.core.label_models import LabelModel
@@ -241,7 +245,10 @@ def choose_thresholds(sample: FitSample, config: LabelerConfig) -> np.ndarray:
         return np.full(m, NO_EXTENSION, np.float32)
     gold = sample.gold >= 0
     if config.thresholds == "quantile" or gold.sum() < config.min_gold:
-        return quantile_thresholds(sample.votes, sample.nn_sim, config.threshold_quantile)
+        thresholds = quantile_thresholds(sample.votes, sample.nn_sim, config.threshold_quantile)
+        if config.thresholds == "auto" and not extension_agrees(sample, thresholds, config):
+            return np.full(m, NO_EXTENSION, np.float32)
+        return thresholds
     levels = dict.fromkeys((GOLD_DEFAULT_QUANTILE, *QUANTILE_GRID))
     loss, collapsed = {}, set()
     for level in levels:
