@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from transforms.core.extension import extend_votes, nearest_voters
+from transforms.core.extension_check import extension_agrees, extension_kappa
 from transforms.core.knn import exact_knn
 from transforms.core.labeler import (
     FittedLabeler,
@@ -146,3 +147,24 @@ def test_the_gold_free_extension_level_is_threshold_quantile_and_gold_keeps_its_
     a = choose_thresholds(with_gold, LabelerConfig())
     b = choose_thresholds(with_gold, LabelerConfig(threshold_quantile=0.9))
     np.testing.assert_array_equal(a, b)  # with gold the level is chosen against GOLD_DEFAULT_QUANTILE
+
+
+def test_without_gold_the_extension_is_off_when_neighbours_do_not_share_the_class():
+    ids, votes, _, _, x, _, _ = _clustered_corpus()
+    none = np.full(len(ids), -1)
+    clustered = select_fit_sample(ids, votes, *_nearest(x, votes), x, none, 400)
+    assert extension_agrees(clustered, quantile_thresholds(clustered.votes, clustered.nn_sim, 0.75), LabelerConfig())
+    assert np.isfinite(choose_thresholds(clustered, LabelerConfig())).all()
+    noise = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)  # embeddings blind to y
+    blind = select_fit_sample(ids, votes, *_nearest(noise, votes), noise, none, 400)
+    kappa, error, compared = extension_kappa(blind, quantile_thresholds(blind.votes, blind.nn_sim, 0.75), LabelerConfig())
+    assert compared >= 30 and kappa <= 2 * error
+    assert np.isinf(choose_thresholds(blind, LabelerConfig())).all()
+    # forced quantile thresholds and fits with gold rows are not checked
+    assert np.isfinite(choose_thresholds(blind, LabelerConfig(thresholds="quantile"))).any()
+
+
+def _nearest(x, votes):
+    """``(nn_sim, nn_vote)`` of ``votes`` over the exact 10 nearest neighbours in ``x``."""
+    idx, sims = exact_knn(x, 10)
+    return nearest_voters(sims, votes[idx])
