@@ -131,7 +131,8 @@ class WeakLabelOptions:
     thresholds: str = _option(
         "auto",
         "Extension thresholds: auto (per-LF similarity quantile, its level cross-validated on "
-        "tuning rows when there are enough), quantile (fixed level), or none.",
+        "tuning rows when there are enough; without them the extension is off when the votes it "
+        "adds do not agree with the other LFs beyond chance), quantile (fixed level), or none.",
     )
     metric: str = _option(
         "auto",
