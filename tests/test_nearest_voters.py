@@ -14,10 +14,12 @@ from transforms.core.diagnostics import nearest_voter_sources, source_hash
 from transforms.core.extension import nearest_voters
 from transforms.core.voter_join import (
     VoterJoinConfig,
-    edge_batches,
+    edges_by_neighbour_bucket,
     nearest_voters_of_batches,
+    packed_edges,
+    packed_voters,
     voted_edge_batches,
-    voter_batches,
+    voters_by_bucket,
 )
 from transforms.extend import NearestVoters
 
@@ -89,9 +91,9 @@ def test_core_join_is_independent_of_buckets_and_batches():
     def joined(buckets: int, batches: int) -> dict:
         edges, voters = {}, {}
         for part in np.array_split(np.arange(N), batches):
-            for bucket, batch in edge_batches([graph[i] for i in part], buckets):
+            for bucket, batch in edges_by_neighbour_bucket(packed_edges([graph[i] for i in part]), buckets):
                 edges.setdefault(bucket, []).append(batch)
-            for bucket, batch in voter_batches([(ids[i], votes[i]) for i in part], buckets):
+            for bucket, batch in voters_by_bucket(packed_voters([(ids[i], votes[i]) for i in part]), buckets):
                 voters.setdefault(bucket, []).append(batch)
         by_doc_bucket = {}
         for bucket in edges:
@@ -134,4 +136,4 @@ def test_config_and_graph_rows_are_checked():
     with pytest.raises(ValueError, match="docs_per_bucket=0"):
         VoterJoinConfig(docs_per_bucket=0)
     with pytest.raises(ValueError, match="'a' has 2 neighbours but 1 similarities"):
-        list(edge_batches([("a", (["b", "c"], np.array([0.5], np.float32)))], 1))
+        packed_edges([("a", (["b", "c"], np.array([0.5], np.float32)))])

@@ -31,10 +31,12 @@ from transforms.core.votes import ABSTAIN
 from transforms.core.voter_join import (
     VoterJoinConfig,
     bucket_count,
-    edge_batches,
+    edges_by_neighbour_bucket,
     nearest_voters_of_batches,
+    packed_edges,
+    packed_voters,
     voted_edge_batches,
-    voter_batches,
+    voters_by_bucket,
 )
 
 def join_bucket(
@@ -84,12 +86,14 @@ class NearestVoters(beam.PTransform):
         edges = (
             inputs["neighbours"]
             | "BatchGraph" >> _batched(config.graph_rows_per_batch)
-            | "Edges" >> beam.FlatMap(edge_batches, buckets=buckets)
+            | "PackEdges" >> beam.Map(packed_edges)
+            | "EdgesByBucket" >> beam.FlatMap(edges_by_neighbour_bucket, buckets=buckets)
         )
         voters = (
             votes
             | "BatchVotes" >> _batched(config.vote_rows_per_batch)
-            | "Voters" >> beam.FlatMap(voter_batches, buckets=buckets)
+            | "PackVoters" >> beam.Map(packed_voters)
+            | "VotersByBucket" >> beam.FlatMap(voters_by_bucket, buckets=buckets)
         )
         return (
             {"edges": edges, "voters": voters}

@@ -1,12 +1,15 @@
 """The nearest-voters join on batches of graph edges, in plain numpy.
 
 The Beam stage (:class:`transforms.extend.NearestVoters`) moves the kNN graph's edges in batches
-keyed by a *bucket* of a document id (:func:`buckets_of`), never one element per edge; each step's
+keyed by a *bucket* of a document id (:func:`id_hashes`), never one element per edge; each step's
 array work is here:
 
-1. :func:`edge_batches`: ``(doc, (neighbour_ids, sims))`` rows → per bucket of the *neighbour*,
-   a batch of edges; :func:`voter_batches`: ``(id, votes)`` rows → per bucket, the voters (rows
-   with at least one vote) with their votes and :func:`~transforms.core.diagnostics.source_hash`;
+1. :func:`packed_edges`: ``(doc, (neighbour_ids, sims))`` rows → one batch of edges, split per
+   bucket of the *neighbour* by :func:`edges_by_neighbour_bucket`; :func:`packed_voters`:
+   ``(id, votes)`` rows → one batch of the voters (rows with at least one vote) with their votes
+   and :func:`~transforms.core.diagnostics.source_hash`, split per bucket by
+   :func:`voters_by_bucket` (packing comes first and needs no bucket count, so that what waits
+   for the count is a few batches of bytes, not one element per document);
 2. :func:`voted_edge_batches`: one bucket's edge and voter batches → its voted edges, per bucket
    of the *document* they leave from;
 3. :func:`nearest_voters_of_batches`: one document bucket's voted edges → each document's
@@ -24,7 +27,8 @@ batching.
 ...          ("b", (["a", "x"], np.array([0.25, 0.25], np.float32)))]
 >>> votes = [("a", np.array([1, -1], np.int8)), ("b", np.array([-1, -1], np.int8)),
 ...          ("c", np.array([0, 0], np.int8))]
->>> edges, voters = dict(edge_batches(graph, 1)), dict(voter_batches(votes, 1))
+>>> edges = dict(edges_by_neighbour_bucket(packed_edges(graph), 1))
+>>> voters = dict(voters_by_bucket(packed_voters(votes), 1))
 >>> voted = [batch for _, batch in voted_edge_batches([edges[0]], [voters[0]])]
 >>> ids, nn_sim, nn_vote, nn_source = nearest_voters_of_batches(voted)
 >>> ids, nn_sim.tolist(), nn_vote.tolist()
@@ -53,6 +57,9 @@ EDGE_ARRAYS = {
     "doc_bucket": np.dtype(np.uint32),
     "votes": VOTE_DTYPE,
     "source": np.dtype(np.uint64),
+    "hash": np.dtype(np.uint32),
+    "neighbour_hash": np.dtype(np.uint32),
+    "doc_hash": np.dtype(np.uint32),
 }
 # Documents per bucket: a bucket's join holds about this many documents' edges (× k).
 DOCS_PER_BUCKET = 1 << 14
@@ -91,16 +98,15 @@ def bucket_count(rows: int, docs_per_bucket: int = DOCS_PER_BUCKET) -> int:
     return max(1, -(-int(rows) // docs_per_bucket))
 
 
-def buckets_of(ids: Sequence[str], buckets: int) -> np.ndarray:
-    """``int64 [len(ids)]``: each id's bucket, CRC-32 of its UTF-8 modulo ``buckets``.
+def id_hashes(ids: Sequence[str]) -> np.ndarray:
+    """``uint32 [len(ids)]``: CRC-32 of each id's UTF-8; an id's bucket is its hash modulo the
+    bucket count. The same on every machine and process (Python's ``hash()`` is salted per
+    process).
 
-    The same on every machine and process (Python's ``hash()`` is salted per process).
-
-    >>> buckets_of(["a", "b", "c", "a"], 5).tolist()
+    >>> (id_hashes(["a", "b", "c", "a"]) % 5).tolist()
     [2, 1, 0, 2]
     """
-    hashes = np.fromiter((zlib.crc32(doc_id.encode("utf-8")) for doc_id in ids), np.int64, len(ids))
-    return hashes % buckets
+    return np.fromiter((zlib.crc32(doc_id.encode("utf-8")) for doc_id in ids), np.uint32, len(ids))
 
 
 def _split_by(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -119,9 +125,31 @@ def _objects(values: Sequence[str]) -> np.ndarray:
     return array
 
 
-def edge_batches(graph: Sequence[GraphRow], buckets: int) -> Iterator[tuple[int, Batch]]:
-    """Graph rows → ``(neighbour bucket, edges)``: ``neighbour`` and ``doc`` id lists and the
-    edges' ``sim``, ``rank`` (position in the document's neighbour list) and ``doc_bucket``.
+def split_batch(batch: Batch, keys: np.ndarray) -> Iterator[tuple[int, Batch]]:
+    """``(key, the batch's rows with that key)`` for each distinct key of ``keys [rows]``.
+
+    >>> batch = {"id": ["a", "b", "c"], **pack_arrays(EDGE_ARRAYS, votes=[[1, -1], [0, 0], [2, 2]])}
+    >>> [(key, part["id"], part["votes"]) for key, part in split_batch(batch, np.array([1, 0, 1]))]
+    [(0, ['b'], b'\\x00\\x00'), (1, ['a', 'c'], b'\\x01\\xff\\x02\\x02')]
+    """
+    rows = keys.size
+    if not rows:
+        return
+    columns = {
+        name: _objects(value) if isinstance(value, list) else np.frombuffer(value, EDGE_ARRAYS[name]).reshape(rows, -1)
+        for name, value in batch.items()
+    }
+    for key, at in _split_by(keys):
+        yield key, {
+            name: column[at].tolist() if column.dtype == object else column[at].tobytes()
+            for name, column in columns.items()
+        }
+
+
+def packed_edges(graph: Sequence[GraphRow]) -> Batch:
+    """Graph rows → one batch of their edges: ``neighbour`` and ``doc`` id lists and the edges'
+    ``sim``, ``rank`` (position in the document's neighbour list), ``neighbour_hash`` and
+    ``doc_hash`` (:func:`id_hashes`).
 
     Raises:
         ValueError: if a row has not one similarity per neighbour.
@@ -135,35 +163,48 @@ def edge_batches(graph: Sequence[GraphRow], buckets: int) -> Iterator[tuple[int,
                 "similarities; the kNN graph must give one similarity per neighbour"
             )
     starts = np.cumsum(counts) - counts
-    ranks = np.arange(int(counts.sum())) - np.repeat(starts, counts)
     doc_ids = [doc_id for doc_id, _ in graph]
-    docs = np.repeat(_objects(doc_ids), counts)
-    doc_buckets = np.repeat(buckets_of(doc_ids, buckets), counts)
-    neighbours = _objects([n for _, (neighbour_ids, _) in graph for n in neighbour_ids])
-    sims_flat = np.concatenate(sims) if sims else np.zeros(0, np.float32)
-    for bucket, rows in _split_by(buckets_of(neighbours, buckets)):
-        yield bucket, {
-            "neighbour": neighbours[rows].tolist(),
-            "doc": docs[rows].tolist(),
-            **pack_arrays(EDGE_ARRAYS, sim=sims_flat[rows], rank=ranks[rows], doc_bucket=doc_buckets[rows]),
-        }
+    neighbours = [n for _, (neighbour_ids, _) in graph for n in neighbour_ids]
+    return {
+        "neighbour": neighbours,
+        "doc": np.repeat(_objects(doc_ids), counts).tolist(),
+        **pack_arrays(
+            EDGE_ARRAYS,
+            sim=np.concatenate(sims) if sims else np.zeros(0, np.float32),
+            rank=np.arange(int(counts.sum())) - np.repeat(starts, counts),
+            neighbour_hash=id_hashes(neighbours),
+            doc_hash=np.repeat(id_hashes(doc_ids), counts),
+        ),
+    }
 
 
-def voter_batches(votes: Sequence[tuple[str, np.ndarray]], buckets: int) -> Iterator[tuple[int, Batch]]:
-    """``(id, votes [m])`` rows → ``(bucket, voters)``: the ``id`` list, ``votes [r·m]`` and
-    ``source`` of the rows with at least one vote (the others are nobody's nearest voter)."""
+def edges_by_neighbour_bucket(edges: Batch, buckets: int) -> Iterator[tuple[int, Batch]]:
+    """A :func:`packed_edges` batch → ``(neighbour bucket, edges)`` with each edge's
+    ``doc_bucket`` in place of the hashes."""
+    neighbour_hash = np.frombuffer(edges["neighbour_hash"], EDGE_ARRAYS["neighbour_hash"])
+    doc_hash = np.frombuffer(edges["doc_hash"], EDGE_ARRAYS["doc_hash"])
+    kept = {name: value for name, value in edges.items() if not name.endswith("_hash")}
+    batch = {**kept, **pack_arrays(EDGE_ARRAYS, doc_bucket=doc_hash % buckets)}
+    return split_batch(batch, neighbour_hash % buckets)
+
+
+def packed_voters(votes: Sequence[tuple[str, np.ndarray]]) -> Batch:
+    """``(id, votes [m])`` rows → one batch of the voters among them (rows with at least one
+    vote; the others are nobody's nearest voter): the ``id`` list, ``votes [r·m]``, ``source``
+    (:func:`~transforms.core.diagnostics.source_hash`) and ``hash`` (:func:`id_hashes`)."""
     if not votes:
-        return
+        return {"id": [], **pack_arrays(EDGE_ARRAYS, votes=[], source=[], hash=[])}
     matrix = np.stack([np.asarray(row_votes, VOTE_DTYPE) for _, row_votes in votes])
     voted = np.flatnonzero((matrix != ABSTAIN).any(axis=1))
-    ids = _objects([doc_id for doc_id, _ in votes])[voted]
-    matrix = matrix[voted]
-    sources = np.fromiter((source_hash(doc_id) for doc_id in ids), np.uint64, ids.size)
-    for bucket, rows in _split_by(buckets_of(ids, buckets)):
-        yield bucket, {
-            "id": ids[rows].tolist(),
-            **pack_arrays(EDGE_ARRAYS, votes=matrix[rows], source=sources[rows]),
-        }
+    ids = _objects([doc_id for doc_id, _ in votes])[voted].tolist()
+    sources = np.fromiter((source_hash(doc_id) for doc_id in ids), np.uint64, len(ids))
+    return {"id": ids, **pack_arrays(EDGE_ARRAYS, votes=matrix[voted], source=sources, hash=id_hashes(ids))}
+
+
+def voters_by_bucket(voters: Batch, buckets: int) -> Iterator[tuple[int, Batch]]:
+    """A :func:`packed_voters` batch → ``(bucket, voters)`` without the hash."""
+    keys = np.frombuffer(voters["hash"], EDGE_ARRAYS["hash"]) % buckets
+    return split_batch({name: value for name, value in voters.items() if name != "hash"}, keys)
 
 
 def voted_edge_batches(edges: Iterable[Batch], voters: Iterable[Batch]) -> Iterator[tuple[int, Batch]]:
