@@ -10,7 +10,10 @@ but the row count, no element per edge; the array work is :mod:`transforms.core.
    similar neighbour that voted and its vote.
 
 The bucket count is ``ceil(rows / DOCS_PER_BUCKET)`` (:func:`transforms.core.voter_join.
-bucket_count`), so a bucket holds the edges of about 16k documents whatever the corpus size.
+bucket_count`, the row count a one-element side input), so a bucket holds the edges of about
+16k documents (≈ 330k edges at k = 20) whatever the corpus size: bounded memory per bucket and
+``rows / 16k`` buckets of parallelism. Rows are batched and packed before they meet the count
+(the side input), so that only a few batches of bytes wait for it.
 
 The result, ``(id, (nn_sim float32 [m], nn_vote int8 [m], nn_source uint64 [m]))``, does not
 depend on the thresholds: it is cached, and a threshold change is then one O(n·m) pass.
@@ -38,6 +41,7 @@ from transforms.core.voter_join import (
     voted_edge_batches,
     voters_by_bucket,
 )
+
 
 def join_bucket(
     keyed: tuple[int, dict[str, Iterable[dict[str, Any]]]],

@@ -85,6 +85,7 @@ class VoterJoinConfig:
             if value < 1:
                 raise ValueError(f"VoterJoinConfig.{name}={value} must be at least 1, e.g. 16384")
 
+
 Batch = dict[str, Any]
 GraphRow = tuple[str, tuple[Sequence[str], np.ndarray]]
 
