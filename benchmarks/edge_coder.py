@@ -1,6 +1,8 @@
-"""Beam's coder cost of one voted edge of the extension join (``transforms/extend.py``), as it
-was (the neighbour's votes as an ``int8`` ndarray, its source as ``np.uint64``: both pickled)
-and as it is (bytes and an int: written natively by ``FastPrimitivesCoder``).
+"""Beam's coder cost of one voted edge of the extension join (``transforms/extend.py``) when it
+sent one element per edge: the neighbour's votes as an ``int8`` ndarray and its source as
+``np.uint64`` (both pickled), or as bytes and an int (written natively by
+``FastPrimitivesCoder``). The join now sends edges in batches of packed arrays
+(``transforms/core/voter_join.py``), the same bytes-not-ndarray rule per batch.
 
 Usage::
 

@@ -1,17 +1,25 @@
 """The extension join: each document's nearest voter per LF, from the kNN graph and the votes.
 
-Two shuffles of the graph's edges, both keyed by document id (no side inputs):
+Two shuffles of the graph's edges in *batches* keyed by a bucket of a document id (no side input
+but the row count, no element per edge; the array work is :mod:`transforms.core.voter_join`):
 
-1. ``(neighbour, (doc, sim))`` edges are joined with the neighbours' votes;
-2. the voted edges are grouped back by document, and
-   :func:`transforms.core.extension.nearest_voters` keeps, per LF, the most similar neighbour
-   that voted and its vote.
+1. edges, batched per bucket of the neighbour, are joined with the voters of that bucket
+   (``CoGroupByKey``), which keeps the edges to a neighbour some LF voted on;
+2. the voted edges, batched per bucket of the document they leave from, are grouped back
+   (``GroupByKey``), and :func:`transforms.core.extension.nearest_voters` keeps, per LF, the most
+   similar neighbour that voted and its vote.
+
+The bucket count is ``ceil(rows / DOCS_PER_BUCKET)`` (:func:`transforms.core.voter_join.
+bucket_count`, the row count a one-element side input), so a bucket holds the edges of about
+16k documents (≈ 330k edges at k = 20) whatever the corpus size: bounded memory per bucket and
+``rows / 16k`` buckets of parallelism. Rows are batched and packed before they meet the count
+(the side input), so that only a few batches of bytes wait for it.
 
 The result, ``(id, (nn_sim float32 [m], nn_vote int8 [m], nn_source uint64 [m]))``, does not
 depend on the thresholds: it is cached, and a threshold change is then one O(n·m) pass.
 ``nn_source`` is :func:`transforms.core.diagnostics.source_hash` of the neighbour each LF's
-nearest vote comes from (``0`` when none); the run report resolves it to an id and a text for a
-few example documents only.
+nearest vote comes from (``0`` when none; the first in the document's neighbour list on ties);
+the run report resolves it to an id and a text for a few example documents only.
 """
 
 from __future__ import annotations
@@ -21,55 +29,40 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 import numpy as np
 
-from transforms.core.diagnostics import NO_SOURCE, nearest_voter_sources, source_hash
-from transforms.core.extension import nearest_voters
-from transforms.core.votes import ABSTAIN, VOTE_DTYPE
+from transforms.core.diagnostics import NO_SOURCE
+from transforms.core.votes import ABSTAIN
+from transforms.core.voter_join import (
+    VoterJoinConfig,
+    bucket_count,
+    edges_by_neighbour_bucket,
+    nearest_voters_of_batches,
+    packed_edges,
+    packed_voters,
+    voted_edge_batches,
+    voters_by_bucket,
+)
 
 
-def graph_edges(
-    record: tuple[str, tuple[list[str], np.ndarray]],
-) -> Iterator[tuple[str, tuple[str, float]]]:
-    """``(doc, (neighbour_ids, sims))`` → ``(neighbour, (doc, sim))`` edges."""
-    doc_id, (neighbour_ids, sims) = record
-    for neighbour_id, sim in zip(neighbour_ids, sims):
-        yield neighbour_id, (doc_id, float(sim))
+def join_bucket(
+    keyed: tuple[int, dict[str, Iterable[dict[str, Any]]]],
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Joined ``(bucket, {edges, voters})`` → ``(document bucket, voted edges)`` batches."""
+    _, groups = keyed
+    return voted_edge_batches(groups["edges"], groups["voters"])
 
 
-def voted_edges(
-    joined: tuple[str, dict[str, list[Any]]],
-) -> Iterator[tuple[str, tuple[float, bytes, int]]]:
-    """Joined ``(neighbour, {edges, votes})`` → ``(doc, (sim, neighbour_votes, source))``.
-
-    ``neighbour_votes`` is the neighbour's ``int8 [m]`` votes as bytes and ``source`` its
-    :func:`source_hash` as an int: Beam's coder writes both natively, while it pickles every
-    ``ndarray`` and numpy scalar (287 instead of 65 bytes and ~12× the time per edge:
-    ``benchmarks/edge_coder.py``). Neighbours without votes (dead-lettered rows) or that no LF
-    voted on add nothing.
-    """
-    neighbour_id, groups = joined
-    if not groups["votes"]:
-        return
-    votes = groups["votes"][0]
-    if np.all(votes == ABSTAIN):
-        return
-    vote_bytes = np.asarray(votes, VOTE_DTYPE).tobytes()
-    source = int(source_hash(neighbour_id))
-    for doc_id, sim in groups["edges"]:
-        yield doc_id, (sim, vote_bytes, source)
+def nearest_voters_of_bucket(
+    keyed: tuple[int, Iterable[dict[str, Any]]],
+) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """``(document bucket, voted edge batches)`` → ``(id, (nn_sim, nn_vote, nn_source))``."""
+    ids, nn_sim, nn_vote, nn_source = nearest_voters_of_batches(keyed[1])
+    for row, doc_id in enumerate(ids):
+        yield doc_id, (nn_sim[row], nn_vote[row], nn_source[row])
 
 
-def nearest_voters_of_document(
-    grouped: tuple[str, Iterable[tuple[float, bytes, int]]],
-) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """All voted edges of one document → ``(doc, (nn_sim [m], nn_vote [m], nn_source [m]))``."""
-    doc_id, edges = grouped
-    edges = list(edges)
-    sims = np.asarray([[sim for sim, _, _ in edges]], dtype=np.float32)
-    votes = np.frombuffer(b"".join(vote_bytes for _, vote_bytes, _ in edges), VOTE_DTYPE)
-    votes = votes.reshape(1, len(edges), -1)
-    nn_sim, nn_vote = nearest_voters(sims, votes)
-    sources = np.asarray([source for _, _, source in edges], dtype=np.uint64)
-    return doc_id, (nn_sim[0], nn_vote[0], nearest_voter_sources(sims[0], votes[0], sources))
+def _batched(rows_per_batch: int) -> beam.BatchElements:
+    """Fixed-size batches of a bundle's elements (the last one of a bundle may be smaller)."""
+    return beam.BatchElements(min_batch_size=rows_per_batch, max_batch_size=rows_per_batch)
 
 
 class NearestVoters(beam.PTransform):
@@ -78,16 +71,40 @@ class NearestVoters(beam.PTransform):
 
     Documents none of whose neighbours voted are absent from the output: read them as
     ``nn_sim = -inf``, ``nn_vote = -1`` (see :func:`no_nearest_voters`).
+
+    Args:
+        config: Batch and bucket sizes (the output does not depend on them).
     """
 
+    def __init__(self, config: VoterJoinConfig = VoterJoinConfig()):
+        super().__init__()
+        self._config = config
+
     def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection:
-        edges = inputs["neighbours"] | "Edges" >> beam.FlatMap(graph_edges)
+        votes, config = inputs["votes"], self._config
+        buckets = beam.pvalue.AsSingleton(
+            votes
+            | "CountRows" >> beam.combiners.Count.Globally()
+            | "Buckets" >> beam.Map(bucket_count, config.docs_per_bucket)
+        )
+        edges = (
+            inputs["neighbours"]
+            | "BatchGraph" >> _batched(config.graph_rows_per_batch)
+            | "PackEdges" >> beam.Map(packed_edges)
+            | "EdgesByBucket" >> beam.FlatMap(edges_by_neighbour_bucket, buckets=buckets)
+        )
+        voters = (
+            votes
+            | "BatchVotes" >> _batched(config.vote_rows_per_batch)
+            | "PackVoters" >> beam.Map(packed_voters)
+            | "VotersByBucket" >> beam.FlatMap(voters_by_bucket, buckets=buckets)
+        )
         return (
-            {"edges": edges, "votes": inputs["votes"]}
+            {"edges": edges, "voters": voters}
             | "JoinNeighbourVotes" >> beam.CoGroupByKey()
-            | "VotedEdges" >> beam.FlatMap(voted_edges)
+            | "VotedEdges" >> beam.FlatMap(join_bucket)
             | "GroupByDocument" >> beam.GroupByKey()
-            | "NearestVoters" >> beam.Map(nearest_voters_of_document)
+            | "NearestVoters" >> beam.FlatMap(nearest_voters_of_bucket)
         )
 
 

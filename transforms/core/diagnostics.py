@@ -43,26 +43,32 @@ def nearest_voter_sources(sims: np.ndarray, votes: np.ndarray, sources: np.ndarr
     """Per LF, the source of the most similar neighbour that voted (``NO_SOURCE`` if none).
 
     This is the neighbour :func:`transforms.core.extension.nearest_voters` takes ``nn_sim`` and
-    ``nn_vote`` from (the first one on ties).
+    ``nn_vote`` from (the first one on ties). Leading axes are batch axes: ``[n, kk]`` sims,
+    ``[n, kk, m]`` votes and ``[n, kk]`` sources give ``[n, m]``.
 
     Args:
-        sims: ``float [kk]`` similarity of one document's neighbours.
-        votes: ``int8 [kk, m]`` their votes.
-        sources: ``uint64 [kk]`` their identifiers (e.g. :func:`source_hash` of their ids).
+        sims: ``float [..., kk]`` similarity of one document's neighbours.
+        votes: ``int8 [..., kk, m]`` their votes.
+        sources: ``uint64 [..., kk]`` their identifiers (e.g. :func:`source_hash` of their ids).
 
     Returns:
-        ``uint64 [m]``.
+        ``uint64 [..., m]``.
 
-    >>> nearest_voter_sources(np.array([.9, .8]), np.array([[-1, 1], [0, 0]], np.int8),
-    ...                       np.array([7, 9], np.uint64)).tolist()
+    >>> sims, votes = np.array([.9, .8]), np.array([[-1, 1], [0, 0]], np.int8)
+    >>> sources = np.array([7, 9], np.uint64)
+    >>> nearest_voter_sources(sims, votes, sources).tolist()
     [9, 7]
+    >>> nearest_voter_sources(np.stack([sims, sims[::-1]]), np.stack([votes, votes[::-1]]),
+    ...                       np.stack([sources, sources[::-1]])).tolist()
+    [[9, 7], [9, 7]]
     """
     sims = np.asarray(sims, np.float32)
     votes = np.asarray(votes)
-    masked = np.where(votes != ABSTAIN, sims[:, None], -np.inf)
-    best = masked.argmax(axis=0)
-    has = np.isfinite(masked.max(axis=0))
-    return np.where(has, np.asarray(sources, np.uint64)[best], NO_SOURCE).astype(np.uint64)
+    masked = np.where(votes != ABSTAIN, sims[..., None], -np.inf)
+    best = masked.argmax(axis=-2)
+    has = np.isfinite(masked.max(axis=-2))
+    chosen = np.take_along_axis(np.asarray(sources, np.uint64), best, axis=-1)
+    return np.where(has, chosen, NO_SOURCE).astype(np.uint64)
 
 
 def source_hash(doc_id: str) -> np.uint64:

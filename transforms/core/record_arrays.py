@@ -12,6 +12,13 @@ records, with one join (:func:`stacked_field`).
 ([1, -1], [0.5, -inf])
 >>> stacked_field([record, record], "votes").tolist()
 [[1, -1], [1, -1]]
+
+Batches of other array fields (e.g. the graph edges of :mod:`transforms.core.voter_join`) pass
+their own dtype table:
+
+>>> batch = pack_arrays({"sim": np.dtype(np.float32)}, sim=[0.5, 0.25])
+>>> concatenated_field([batch, batch], "sim", {"sim": np.dtype(np.float32)}).tolist()
+[0.5, 0.25, 0.5, 0.25]
 """
 
 from __future__ import annotations
@@ -30,24 +37,34 @@ RECORD_ARRAYS = {
 }
 
 
-def pack_arrays(**arrays: Any) -> dict[str, bytes]:
-    """``{name: bytes}`` of array fields named in :data:`RECORD_ARRAYS`, each cast to its dtype.
+def pack_arrays(
+    dtypes: Mapping[str, np.dtype] = RECORD_ARRAYS, /, **arrays: Any
+) -> dict[str, bytes]:
+    """``{name: bytes}`` of array fields named in ``dtypes``, each cast to its dtype.
 
     Raises:
-        KeyError: for a name that is not a record array field.
+        KeyError: for a name that is not in ``dtypes``.
     """
-    unknown = sorted(set(arrays) - set(RECORD_ARRAYS))
+    unknown = sorted(set(arrays) - set(dtypes))
     if unknown:
-        raise KeyError(f"{unknown} are not record array fields: use one of {sorted(RECORD_ARRAYS)}")
-    return {name: np.asarray(value, RECORD_ARRAYS[name]).tobytes() for name, value in arrays.items()}
+        raise KeyError(f"{unknown} are not record array fields: use one of {sorted(dtypes)}")
+    return {name: np.asarray(value, dtypes[name]).tobytes() for name, value in arrays.items()}
 
 
-def array_field(record: Mapping[str, Any], name: str) -> np.ndarray:
+def array_field(
+    record: Mapping[str, Any], name: str, dtypes: Mapping[str, np.dtype] = RECORD_ARRAYS
+) -> np.ndarray:
     """The read-only 1-D array of field ``name`` of one record."""
-    return np.frombuffer(record[name], RECORD_ARRAYS[name])
+    return np.frombuffer(record[name], dtypes[name])
+
+
+def concatenated_field(
+    records: Sequence[Mapping[str, Any]], name: str, dtypes: Mapping[str, np.dtype] = RECORD_ARRAYS
+) -> np.ndarray:
+    """The read-only 1-D concatenation of field ``name`` over ``records``, in one copy."""
+    return np.frombuffer(b"".join(record[name] for record in records), dtypes[name])
 
 
 def stacked_field(records: Sequence[Mapping[str, Any]], name: str) -> np.ndarray:
     """``[len(records), width]``: field ``name`` of records of equal width, in one copy."""
-    flat = np.frombuffer(b"".join(record[name] for record in records), RECORD_ARRAYS[name])
-    return flat.reshape(len(records), -1)
+    return concatenated_field(records, name).reshape(len(records), -1)
