@@ -5,7 +5,8 @@
 1. **Centroids** (a small singleton): ``P = ceil(count / partition_rows)`` spherical k-means
    centroids fitted on the ``centroid_sample_rows`` data rows of smallest id hash.
 2. **Assignment**: each data row goes to its home partition (nearest centroid); each query goes
-   to its ``spill`` nearest partitions. Shuffle volume: ``(1 + spill) · N`` vectors, linear in N.
+   to its ``spill`` nearest partitions. Shuffle volume: ``spill · N`` vectors for the self-join
+   (a row's home copy is also its first query copy), ``(1 + spill) · N`` for two inputs.
 3. **Groups**: a partition with more than ``max_group_rows`` data rows (or queries) is split by a
    stable id hash into sub-groups (data sub-shard × query sub-shard), so a worker holds at most
    ``2 · max_group_rows`` vectors. The layout (a few ints per partition) is a small side input.
@@ -217,7 +218,8 @@ def knn_graph_in_memory(
     Returns:
         ``(neighbours int64 [n, k], sims float32 [n, k], figures)``; missing slots hold ``-1`` /
         ``-inf``; ``figures`` has ``partitions``, ``groups``, ``max_group_rows`` and
-        ``shuffle_bytes`` (vector bytes sent to the groups, ids as 8 bytes).
+        ``shuffle_bytes`` (vector bytes sent to the groups, ids as 8 bytes; as
+        :class:`NeighbourGraph`, a row's copy to its home group counted once).
     """
     n, d = vectors.shape
     k = config.num_neighbours
@@ -248,8 +250,9 @@ def knn_graph_in_memory(
             continue
         data_shards = math.ceil(data_rows.size / config.max_group_rows)
         query_shards = math.ceil(query_rows.size / config.max_group_rows)
+        # A data row is a query of its home group too: that copy travels once (role both).
         figures["shuffle_bytes"] += row_bytes * (
-            data_rows.size * query_shards + query_rows.size * data_shards
+            data_rows.size * query_shards + query_rows.size * data_shards - data_rows.size
         )
         for data_part in np.array_split(data_rows, data_shards):
             data_vectors = np.ascontiguousarray(vectors[data_part])

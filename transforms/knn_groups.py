@@ -186,7 +186,6 @@ class SearchGroupFn(beam.DoFn):
         else:
             query_ids, queries = rows_in_id_order(ids, chunks, is_query, dim)
         final = dict(zip(ids[is_query].tolist(), (visits[is_query] == 1).tolist()))
-        del chunks, ids
         self._groups.inc()
         self._group_rows.update(len(data_ids))
         for query_id, neighbour_ids, sims in search_group(data_ids, data, query_ids, queries, self._config):
