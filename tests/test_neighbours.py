@@ -51,12 +51,14 @@ def test_tree_index_recall_on_clustered_data():
 
 def test_search_group_queries_a_subset_and_handles_no_data():
     vectors = _unit_vectors(10)
-    rows = [(f"d{i}", vectors[i]) for i in range(10)]
-    out = {q: ids for q, ids, _ in search_group(rows[::-1], rows[:4], NeighbourConfig(num_neighbours=3))}
+    ids = [f"d{i}" for i in range(10)]
+    config = NeighbourConfig(num_neighbours=3)
+    out = {q: nb for q, nb, _ in search_group(ids[::-1], vectors[::-1], ids[:4], vectors[:4], config)}
     assert set(out) == {"d0", "d1", "d2", "d3"}
     assert len(out["d0"]) == 3 and "d0" not in out["d0"]
-    empty = search_group([], rows[:2], NeighbourConfig(num_neighbours=3))
-    assert [(q, ids) for q, ids, _ in empty] == [("d0", []), ("d1", [])]
+    assert out == {q: nb for q, nb, _ in search_group(ids, vectors, ids[:4], vectors[:4], config)}
+    empty = search_group([], vectors[:0], ids[:2], vectors[:2], config)
+    assert [(q, nb) for q, nb, _ in empty] == [("d0", []), ("d1", [])]
 
 
 def test_similarities_do_not_depend_on_the_query_batch(tmp_path):

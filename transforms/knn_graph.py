@@ -5,30 +5,32 @@
 1. **Centroids** (a small singleton): ``P = ceil(count / partition_rows)`` spherical k-means
    centroids fitted on the ``centroid_sample_rows`` data rows of smallest id hash.
 2. **Assignment**: each data row goes to its home partition (nearest centroid); each query goes
-   to its ``spill`` nearest partitions. Shuffle volume: ``(1 + spill) · N`` vectors, linear in N.
+   to its ``spill`` nearest partitions. Shuffle volume: ``spill · N`` vectors for the self-join
+   (a row's home copy is also its first query copy), ``(1 + spill) · N`` for two inputs.
 3. **Groups**: a partition with more than ``max_group_rows`` data rows (or queries) is split by a
    stable id hash into sub-groups (data sub-shard × query sub-shard), so a worker holds at most
    ``2 · max_group_rows`` vectors. The layout (a few ints per partition) is a small side input.
-4. **Search**: per group, a ScaNN index is built in the worker over the group's data rows and
-   searched by its queries (:func:`transforms.neighbours.search_group`); candidates are
-   re-scored exactly.
+4. **Search**: rows travel to their groups in packed chunks (:mod:`transforms.knn_groups`);
+   per group, a ScaNN index is built in the worker over the group's data rows and searched by
+   its queries (:func:`transforms.neighbours.search_group`); candidates are re-scored exactly.
 5. **Merge**: the top-k lists of a query from every group it visited are merged
-   (:func:`transforms.core.knn_merge.merge_top_k`, a combiner: lifted before the shuffle).
+   (:func:`transforms.core.knn_merge.merge_top_k`, a combiner: lifted before the shuffle); a
+   query that visited one group only skips the merge (its list is final).
 
-With one partition this is the single-index path. :class:`NeighbourGraph` is the self-join.
-Only the centroids and the layout are side inputs; both are ``O(P · d)``. Inside the join a
-vector travels as the raw bytes of its ``float32`` values (:func:`packed_row`): Beam's default
-coder copies bytes but pickles an ndarray, in each of the ``(1 + spill)`` shuffled copies.
+With one partition this is the single-index path. :class:`NeighbourGraph` is the self-join:
+each document is one row, data and query at once, so it travels once to its home group. Only
+the centroids and the layout are side inputs; both are ``O(P · d)``. Inside the join a vector
+travels as the raw bytes of its ``float32`` values (:func:`packed_row`): Beam's default coder
+copies bytes but pickles an ndarray.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 
 from transforms.core.ids import stable_hash
 from transforms.core.knn import l2_normalise
@@ -37,21 +39,19 @@ from transforms.core.knn_merge import (
     merge_top_k,
     num_partitions,
     spherical_kmeans,
-    sub_shard,
     top_k_exact,
 )
-from transforms.dead_letter import METRICS_NAMESPACE
-from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search_group
+from transforms.knn_groups import BOTH, DATA, FINAL, QUERY, SearchGroupFn, ToGroupsFn
+from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher
 
 Row = tuple[str, np.ndarray]
 PackedRow = tuple[str, bytes]
-GroupKey = tuple[int, int, int]
-DATA, QUERY = "d", "q"
+AssignedRow = tuple[str, bytes, int, tuple[int, ...]]  # id, vector bytes, role, partitions
 
 
-def packed_row(row: Row) -> PackedRow:
-    """``(id, vector)`` → ``(id, float32 bytes of the vector)``."""
-    return row[0], np.asarray(row[1], np.float32).tobytes()
+def packed_row(row: Row, role: int = BOTH) -> tuple[str, bytes, int]:
+    """``(id, vector)`` → ``(id, float32 bytes of the vector, role)``."""
+    return row[0], np.asarray(row[1], np.float32).tobytes(), role
 
 
 def unpacked(vector: bytes) -> np.ndarray:
@@ -79,6 +79,8 @@ def partitions_of(vector: np.ndarray, centroids: np.ndarray | None, spill: int) 
     """
     if centroids is None:
         return ()
+    if len(centroids) == 1:
+        return (0,)  # One partition: no product needed.
     return tuple(int(p) for p in assign_partitions(vector[np.newaxis], centroids, spill)[1][0])
 
 
@@ -93,60 +95,25 @@ def group_layout(
     return partition, (math.ceil(data / max_group_rows), math.ceil(queries / max_group_rows))
 
 
-def _vector_bytes(row: PackedRow) -> int:
-    return len(row[1]) + len(row[0].encode("utf-8"))
+def assigned(row: tuple[str, bytes, int], centroids: np.ndarray | None, spill: int) -> AssignedRow:
+    """``(id, vector, role)`` → ``+ partitions``: the home partition first; a query's ``spill``."""
+    doc_id, vector, role = row
+    return doc_id, vector, role, partitions_of(unpacked(vector), centroids, spill if role & QUERY else 1)
 
 
-def data_to_groups(
-    row: tuple[str, bytes, int], layout: Mapping[int, tuple[int, int]]
-) -> Iterator[tuple[GroupKey, tuple[str, str, bytes]]]:
-    """A data row → one copy per query sub-shard of its home partition."""
-    doc_id, vector, home = row
-    data_shards, query_shards = layout.get(home, (0, 0))
-    if data_shards == 0:
-        return
-    shard = sub_shard(stable_hash("data:" + doc_id), data_shards)
-    for query_shard in range(query_shards):
-        Metrics.counter(METRICS_NAMESPACE, "knn_graph/shuffle_bytes").inc(_vector_bytes(row[:2]))
-        yield (home, shard, query_shard), (DATA, doc_id, vector)
+def partition_counts(row: AssignedRow) -> list[tuple[int, tuple[int, int]]]:
+    """``(partition, (data rows, queries))`` contributions of one assigned row."""
+    _, _, role, partitions = row
+    counts = [(partitions[0], (1, 0))] if role & DATA and partitions else []
+    return counts + ([(p, (0, 1)) for p in partitions] if role & QUERY else [])
 
 
-def queries_to_groups(
-    row: tuple[str, bytes, tuple[int, ...]], layout: Mapping[int, tuple[int, int]]
-) -> Iterator[tuple[GroupKey, tuple[str, str, bytes]]]:
-    """A query → one copy per data sub-shard of each of its spill partitions."""
-    doc_id, vector, partitions = row
-    for partition in partitions:
-        data_shards, query_shards = layout.get(partition, (0, 0))
-        if data_shards == 0:
-            continue
-        shard = sub_shard(stable_hash("query:" + doc_id), query_shards)
-        for data_shard in range(data_shards):
-            Metrics.counter(METRICS_NAMESPACE, "knn_graph/shuffle_bytes").inc(
-                _vector_bytes(row[:2])
-            )
-            yield (partition, data_shard, shard), (QUERY, doc_id, vector)
-
-
-class SearchGroupFn(beam.DoFn):
-    """One group ``(key, [(kind, id, vector bytes), ...])`` → ``(query_id, (ids, sims))``."""
-
-    def __init__(self, config: NeighbourConfig):
-        self._config = config
-
-    def process(
-        self, keyed: tuple[GroupKey, Iterable[tuple[str, str, bytes]]]
-    ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]]]:
-        _, members = keyed
-        data: list[Row] = []
-        queries: list[Row] = []
-        for kind, doc_id, vector in members:
-            (data if kind == DATA else queries).append((doc_id, unpacked(vector)))
-        queries.sort(key=lambda row: row[0])
-        Metrics.counter(METRICS_NAMESPACE, "knn_graph/groups").inc()
-        Metrics.distribution(METRICS_NAMESPACE, "knn_graph/group_rows").update(len(data))
-        for query_id, neighbour_ids, sims in search_group(data, queries, self._config):
-            yield query_id, (neighbour_ids, sims)
+def sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """Element-wise sum of ``(data, queries)`` counts."""
+    data = queries = 0
+    for d, q in pairs:
+        data, queries = data + d, queries + q
+    return data, queries
 
 
 class MergeTopKFn(beam.CombineFn):
@@ -168,6 +135,38 @@ class MergeTopKFn(beam.CombineFn):
         return accumulator
 
 
+def _join(rows: beam.PCollection, config: NeighbourConfig) -> beam.PCollection:
+    """``(id, vector bytes, role)`` rows → ``(query_id, (ids, sims))`` (:class:`KnnJoin`)."""
+    data = rows | "DataRows" >> beam.FlatMap(lambda row: [row[:2]] if row[2] & DATA else [])
+    count = data | "CountData" >> beam.combiners.Count.Globally()
+    sample = data | "CentroidSample" >> beam.combiners.Top.Of(
+        config.centroid_sample_rows, key=lambda row: -stable_hash(row[0])
+    )
+    centroids = beam.pvalue.AsSingleton(
+        count
+        | "FitCentroids"
+        >> beam.Map(fit_centroids, sample=beam.pvalue.AsSingleton(sample), config=config)
+    )
+    homed = rows | "AssignPartitions" >> beam.Map(assigned, centroids=centroids, spill=config.spill)
+    layout = beam.pvalue.AsDict(
+        homed
+        | "PartitionCounts" >> beam.FlatMap(partition_counts)
+        | "CountPerPartition" >> beam.CombinePerKey(sum_pairs)
+        | "Layout"
+        >> beam.MapTuple(
+            lambda p, c: group_layout(p, {"data": [c[0]], "queries": [c[1]]}, config.max_group_rows)
+        )
+    )
+    searched = (
+        homed
+        | "ToGroups" >> beam.ParDo(ToGroupsFn(), layout=layout)
+        | "GroupByPartition" >> beam.GroupByKey()
+        | "SearchGroups" >> beam.ParDo(SearchGroupFn(config)).with_outputs(FINAL, main="partial")
+    )
+    merged = searched.partial | "MergeTopK" >> beam.CombinePerKey(MergeTopKFn(config.num_neighbours))
+    return (searched[FINAL], merged) | "Graph" >> beam.Flatten()
+
+
 class KnnJoin(beam.PTransform):
     """``{"data": (id, vector), "queries": (id, vector)}`` → ``(query_id, (ids, sims))``.
 
@@ -180,63 +179,25 @@ class KnnJoin(beam.PTransform):
         self._config = config
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
-        config = self._config
-        data = inputs["data"] | "PackData" >> beam.Map(packed_row)
-        queries = inputs["queries"] | "PackQueries" >> beam.Map(packed_row)
-        count = data | "CountData" >> beam.combiners.Count.Globally()
-        sample = data | "CentroidSample" >> beam.combiners.Top.Of(
-            config.centroid_sample_rows, key=lambda row: -stable_hash(row[0])
-        )
-        centroids = beam.pvalue.AsSingleton(
-            count
-            | "FitCentroids"
-            >> beam.Map(fit_centroids, sample=beam.pvalue.AsSingleton(sample), config=config)
-        )
-        homed = data | "HomePartition" >> beam.Map(
-            lambda row, c: (row[0], row[1], partitions_of(unpacked(row[1]), c, 1)[0]), c=centroids
-        )
-        spilled = queries | "SpillPartitions" >> beam.Map(
-            lambda row, c: (row[0], row[1], partitions_of(unpacked(row[1]), c, config.spill)), c=centroids
-        )
-        data_counts = (
-            homed
-            | "DataPartition" >> beam.Map(lambda row: (row[2], 1))
-            | "CountDataPerPartition" >> beam.CombinePerKey(sum)
-        )
-        query_counts = (
-            spilled
-            | "QueryPartitions" >> beam.FlatMap(lambda row: [(p, 1) for p in row[2]])
-            | "CountQueriesPerPartition" >> beam.CombinePerKey(sum)
-        )
-        layout = beam.pvalue.AsDict(
-            {"data": data_counts, "queries": query_counts}
-            | "JoinCounts" >> beam.CoGroupByKey()
-            | "Layout" >> beam.Map(lambda kv: group_layout(kv[0], kv[1], config.max_group_rows))
-        )
-        grouped = (
-            (
-                homed | "DataToGroups" >> beam.FlatMap(data_to_groups, layout=layout),
-                spilled | "QueriesToGroups" >> beam.FlatMap(queries_to_groups, layout=layout),
-            )
-            | "AllGroupMembers" >> beam.Flatten()
-            | "GroupByPartition" >> beam.GroupByKey()
-        )
-        return (
-            grouped
-            | "SearchGroups" >> beam.ParDo(SearchGroupFn(config))
-            | "MergeTopK" >> beam.CombinePerKey(MergeTopKFn(config.num_neighbours))
-        )
+        rows = (
+            inputs["data"] | "PackData" >> beam.Map(packed_row, DATA),
+            inputs["queries"] | "PackQueries" >> beam.Map(packed_row, QUERY),
+        ) | "AllRows" >> beam.Flatten()
+        return _join(rows, self._config)
 
 
 class NeighbourGraph(beam.PTransform):
-    """``(id, vector)`` → ``(id, (neighbour_ids, sims))``, the kNN graph (self excluded)."""
+    """``(id, vector)`` → ``(id, (neighbour_ids, sims))``, the kNN graph (self excluded).
+
+    The self-join: each document is one row, data and query at once (:data:`BOTH`).
+    """
 
     def __init__(self, config: NeighbourConfig = NeighbourConfig()):
         super().__init__()
         self._config = config
 
     def expand(self, embeddings: beam.PCollection) -> beam.PCollection:
-        return {"data": embeddings, "queries": embeddings} | "KnnJoin" >> KnnJoin(self._config)
+        return _join(embeddings | "PackRows" >> beam.Map(packed_row, BOTH), self._config)
 
 
 def knn_graph_in_memory(
@@ -257,7 +218,8 @@ def knn_graph_in_memory(
     Returns:
         ``(neighbours int64 [n, k], sims float32 [n, k], figures)``; missing slots hold ``-1`` /
         ``-inf``; ``figures`` has ``partitions``, ``groups``, ``max_group_rows`` and
-        ``shuffle_bytes`` (vector bytes sent to the groups, ids as 8 bytes).
+        ``shuffle_bytes`` (vector bytes sent to the groups, ids as 8 bytes; as
+        :class:`NeighbourGraph`, a row's copy to its home group counted once).
     """
     n, d = vectors.shape
     k = config.num_neighbours
@@ -288,8 +250,9 @@ def knn_graph_in_memory(
             continue
         data_shards = math.ceil(data_rows.size / config.max_group_rows)
         query_shards = math.ceil(query_rows.size / config.max_group_rows)
+        # A data row is a query of its home group too: that copy travels once (role both).
         figures["shuffle_bytes"] += row_bytes * (
-            data_rows.size * query_shards + query_rows.size * data_shards
+            data_rows.size * query_shards + query_rows.size * data_shards - data_rows.size
         )
         for data_part in np.array_split(data_rows, data_shards):
             data_vectors = np.ascontiguousarray(vectors[data_part])

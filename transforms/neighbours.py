@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -120,11 +120,14 @@ class LoadedIndex:
 
     @classmethod
     def build(cls, ids: Sequence[str], vectors: np.ndarray, config: NeighbourConfig) -> "LoadedIndex":
-        """Sorts the rows by id and builds the searcher over them."""
+        """Sorts the rows by id (no copy when they already are) and builds the searcher."""
         ids = np.asarray(ids, dtype=str)
-        order = np.argsort(ids, kind="stable")
-        vectors = np.ascontiguousarray(np.asarray(vectors, np.float32)[order])
-        return cls(build_searcher(vectors, config), ids[order], vectors)
+        vectors = np.asarray(vectors, np.float32)
+        if ids.size > 1 and not np.all(ids[:-1] <= ids[1:]):
+            order = np.argsort(ids, kind="stable")
+            ids, vectors = ids[order], vectors[order]
+        vectors = np.ascontiguousarray(vectors)
+        return cls(build_searcher(vectors, config), ids, vectors)
 
 
 def search_positions(
@@ -166,35 +169,46 @@ def search(
     ``sims`` is ``float32``, descending, ties broken by neighbour id; the query's own id is
     never among its neighbours.
     """
+    return list(_result_rows(index, query_ids, queries, num_neighbours, batch_size))
+
+
+def _result_rows(
+    index: LoadedIndex,
+    query_ids: Sequence[str],
+    queries: np.ndarray,
+    num_neighbours: int,
+    batch_size: int,
+) -> Iterator[tuple[str, list[str], np.ndarray]]:
+    """:func:`search`, one ``(id, neighbour_ids, sims)`` at a time."""
+    query_ids = np.asarray(query_ids, dtype=str).tolist()
     positions, sims = search_positions(index, query_ids, queries, num_neighbours, batch_size)
-    results = []
     for query_id, row_positions, row_sims in zip(query_ids, positions, sims):
         keep = row_positions >= 0
-        results.append(
-            (query_id, index.ids[row_positions[keep]].tolist(), row_sims[keep].astype(np.float32))
-        )
-    return results
+        yield query_id, index.ids[row_positions[keep]].tolist(), row_sims[keep]  # float32, a copy
 
 
 def search_group(
-    data: Sequence[tuple[str, np.ndarray]],
-    queries: Sequence[tuple[str, np.ndarray]],
+    data_ids: Sequence[str],
+    data: np.ndarray,
+    query_ids: Sequence[str],
+    queries: np.ndarray,
     config: NeighbourConfig,
-) -> list[tuple[str, list[str], np.ndarray]]:
+) -> Iterator[tuple[str, list[str], np.ndarray]]:
     """One partition group: an index over ``data``, searched by ``queries`` (per worker).
 
-    Returns:
-        ``(query_id, neighbour_ids, sims)`` per query (empty lists when ``data`` is empty).
+    Args:
+        data_ids: The data rows' ids (sorted by id saves a copy of ``data``).
+        data: ``float32 [n, d]`` the data rows.
+        query_ids: The queries' ids; the results come in this order.
+        queries: ``float32 [q, d]``.
+        config: The index configuration.
+
+    Yields:
+        ``(query_id, neighbour_ids, sims)`` per query (empty lists when there is no data).
     """
-    if not data:
-        return [(query_id, [], np.zeros(0, np.float32)) for query_id, _ in queries]
-    index = LoadedIndex.build(
-        [doc_id for doc_id, _ in data], np.stack([vector for _, vector in data]), config
-    )
-    return search(
-        index,
-        [query_id for query_id, _ in queries],
-        np.stack([vector for _, vector in queries]),
-        config.num_neighbours,
-        config.query_batch_size,
-    )
+    if len(data_ids) == 0:
+        for query_id in np.asarray(query_ids, dtype=str).tolist():
+            yield query_id, [], np.zeros(0, np.float32)
+        return
+    index = LoadedIndex.build(data_ids, data, config)
+    yield from _result_rows(index, query_ids, queries, config.num_neighbours, config.query_batch_size)

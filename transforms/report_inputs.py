@@ -100,6 +100,20 @@ def wanted_documents(examples: Sequence[Mapping[str, Any]]) -> dict[str, frozens
     }
 
 
+def report_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`matching_texts` reads of a document: its id, its text cut to the report's
+    length and, only when it has no text, its fields (a thumbnail or a field summary).
+
+    The corpus waits in memory for the examples (a side input computed after the fit), so it
+    waits in this slim form (≈ 0.3 kB per document instead of the whole document).
+
+    >>> report_document({"id": "a", "text": "x" * 500, "fields": {"f": 1}})["fields"] is None
+    True
+    """
+    text = str(doc["text"])
+    return {"id": doc["id"], "text": text[:EXAMPLE_TEXT_CHARS], "fields": None if text else doc.get("fields")}
+
+
 def matching_texts(
     doc: Mapping[str, Any], wanted: Mapping[str, frozenset]
 ) -> Iterator[tuple[str, str, int]]:
@@ -142,6 +156,7 @@ class ResolveExamples(beam.PTransform):
         wanted = self._examples | "WantedDocuments" >> beam.Map(wanted_documents)
         texts = (
             docs
+            | "ReportDocuments" >> beam.Map(report_document)
             | "MatchExampleDocs"
             >> beam.FlatMap(matching_texts, wanted=beam.pvalue.AsSingleton(wanted))
             | "GatherExampleTexts" >> beam.combiners.ToList()
