@@ -107,7 +107,8 @@ class WeakLabelOptions:
     partition_rows: int = _option(
         100000,
         "kNN graph: documents per partition of the partitioned ScaNN self-join; a corpus up to "
-        "this size uses one index.",
+        "this size uses one index, and so does one whose spill would search every partition "
+        "(up to 3x this size with the auto spill).",
     )
     spill: int = _option(
         0,

@@ -66,7 +66,14 @@ def test_partitions_cover_the_corpus_and_spill_starts_at_home():
     assert centroids.shape == (5, 16)
     np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
     assert np.array_equal(spill[:, 0], home) and len(set(home.tolist())) == 5
-    assert num_partitions(300, 100) == 3
+    assert num_partitions(300, 100, spill=2) == 3
+    assert num_partitions(400, 100) == 4  # auto spill 3 of 4
+
+
+def test_one_partition_where_the_spill_would_search_every_partition():
+    # Auto spill covers 2 or 3 partitions; an explicit spill as large as the count does too.
+    assert [num_partitions(n, 100) for n in (100, 200, 300, 301)] == [1, 1, 1, 4]
+    assert num_partitions(500, 100, spill=5) == 1 and num_partitions(500, 100, spill=4) == 5
     with pytest.raises(ValueError, match="partition_rows=0"):
         num_partitions(10, 0)
 

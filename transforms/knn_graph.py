@@ -2,8 +2,10 @@
 
 :class:`KnnJoin` finds, for every *query* ``(id, vector)``, its nearest *data* rows:
 
-1. **Centroids** (a small singleton): ``P = ceil(count / partition_rows)`` spherical k-means
-   centroids fitted on the ``centroid_sample_rows`` data rows of smallest id hash.
+1. **Centroids** (a small singleton): ``P`` spherical k-means centroids fitted on the
+   ``centroid_sample_rows`` data rows of smallest id hash; ``P = ceil(count / partition_rows)``,
+   or 1 where the spill would send every query to every partition
+   (:func:`transforms.core.knn_merge.num_partitions`).
 2. **Assignment**: each data row goes to its home partition (nearest centroid); each query goes
    to its ``spill`` nearest partitions. Shuffle volume: ``spill · N`` vectors for the self-join
    (a row's home copy is also its first query copy), ``(1 + spill) · N`` for two inputs.
@@ -65,7 +67,7 @@ def fit_centroids(count: int, sample: list[PackedRow], config: NeighbourConfig) 
         return None
     rows = sorted(sample, key=lambda row: row[0])
     vectors = l2_normalise(np.stack([unpacked(vector) for _, vector in rows]))
-    p = num_partitions(count, config.partition_rows)
+    p = num_partitions(count, config.partition_rows, config.spill)
     if p == 1:
         return vectors[:1] * 0.0  # One partition: every row is home there.
     return spherical_kmeans(vectors, p, iterations=config.kmeans_iterations, seed=config.seed)
@@ -223,7 +225,7 @@ def knn_graph_in_memory(
     """
     n, d = vectors.shape
     k = config.num_neighbours
-    p = num_partitions(n, config.partition_rows)
+    p = num_partitions(n, config.partition_rows, config.spill)
     if sample_rows is None:
         sample_rows = np.linspace(0, n - 1, min(n, config.centroid_sample_rows)).astype(np.int64)
     if p == 1:

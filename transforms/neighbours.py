@@ -24,6 +24,10 @@ import numpy as np
 from transforms.core.knn_merge import top_k_exact
 
 
+GRAPH_VERSION = 2  # bumped when the same configuration builds a different graph (2: one partition
+# where the spill would search every partition)
+
+
 @dataclasses.dataclass(frozen=True)
 class NeighbourConfig:
     """How the kNN graph is built.
@@ -35,11 +39,15 @@ class NeighbourConfig:
         leaves_to_search_share: Share of tree leaves searched per query (tree index only).
         reorder_multiplier: Candidates re-scored exactly, as a multiple of ``num_neighbours``.
         query_batch_size: Queries per ``search_batched`` call.
-        partition_rows: Target rows per partition: ``ceil(n / partition_rows)`` partitions.
+        partition_rows: Target rows per partition: ``ceil(n / partition_rows)`` partitions, or
+            one where the spill would search every partition (up to 3 · ``partition_rows``
+            rows by default; :func:`transforms.core.knn_merge.num_partitions`).
         spill: Partitions each document is searched in (its nearest centroids); 0 (default):
             chosen from the partition count (:func:`transforms.core.knn_merge.auto_spill`).
         max_group_rows: A partition with more rows (or queries) is split into groups of at most
-            this many, so a worker never holds more than ``2 · max_group_rows`` vectors.
+            this many, so a worker never holds more than ``2 · max_group_rows`` vectors
+            (the self-join holds one matrix: 0.46 GB at 300k × 384); the default keeps the one
+            index of up to 3 · ``partition_rows`` rows in one group.
         centroid_sample_rows: Rows (smallest id hash) the centroids are fitted on.
         kmeans_iterations: Lloyd iterations of the centroid fit.
         seed: Seed of the centroid fit.
@@ -52,7 +60,7 @@ class NeighbourConfig:
     query_batch_size: int = 1024
     partition_rows: int = 100_000
     spill: int = 0
-    max_group_rows: int = 200_000
+    max_group_rows: int = 300_000
     centroid_sample_rows: int = 20_000
     kmeans_iterations: int = 10
     seed: int = 0
@@ -69,8 +77,8 @@ class NeighbourConfig:
             raise ValueError(f"spill={self.spill} must be at least 1, or 0 for auto")
 
     def fingerprint(self) -> str:
-        """A short hash of everything that changes the graph, for cache keys."""
-        text = repr(dataclasses.astuple(dataclasses.replace(self, query_batch_size=0)))
+        """A short hash of everything that changes the graph (and :data:`GRAPH_VERSION`)."""
+        text = f"v{GRAPH_VERSION}:" + repr(dataclasses.astuple(dataclasses.replace(self, query_batch_size=0)))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

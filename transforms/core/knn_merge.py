@@ -27,17 +27,6 @@ from transforms.core.knn import l2_normalise
 from transforms.core.votes import ABSTAIN, VOTE_DTYPE
 
 
-def num_partitions(num_rows: int, partition_rows: int) -> int:
-    """Partitions for ``num_rows`` vectors, about ``partition_rows`` each (1 = one index).
-
-    >>> num_partitions(10, 100_000), num_partitions(1_000_000, 100_000)
-    (1, 10)
-    """
-    if partition_rows < 1:
-        raise ValueError(f"partition_rows={partition_rows} must be at least 1 (try 100000)")
-    return max(1, math.ceil(num_rows / partition_rows))
-
-
 def spherical_kmeans(
     sample: np.ndarray, k: int, *, iterations: int = 10, seed: int = 0
 ) -> np.ndarray:
@@ -84,6 +73,28 @@ def auto_spill(num_partitions: int) -> int:
     [1, 2, 3, 5, 15, 48]
     """
     return max(min(3, num_partitions), min(num_partitions, math.ceil(AUTO_SPILL_FACTOR * math.sqrt(num_partitions))))
+
+
+def num_partitions(num_rows: int, partition_rows: int, spill: int = AUTO_SPILL) -> int:
+    """Partitions for ``num_rows`` vectors, about ``partition_rows`` each (1 = one index).
+
+    When the spill (``spill``, or :func:`auto_spill` for :data:`AUTO_SPILL`) would send every
+    query to every partition (``ceil(n / partition_rows) <= 3`` by default), partitioning
+    searches the same rows as one index, with a copy of each row per partition and a merge of
+    every query's lists: one partition then. Measured at 300k × 384 (benchmarks/knn_graph.py,
+    docs/scale.md): three partitions searched by every query 83.3 s, recall@10 0.9998; one
+    index 56.5 s, recall 1.0000, a quarter of the shuffle.
+
+    >>> num_partitions(10, 100_000), num_partitions(1_000_000, 100_000)
+    (1, 10)
+    >>> num_partitions(300_000, 100_000), num_partitions(300_000, 100_000, spill=2)
+    (1, 3)
+    """
+    if partition_rows < 1:
+        raise ValueError(f"partition_rows={partition_rows} must be at least 1 (try 100000)")
+    p = max(1, math.ceil(num_rows / partition_rows))
+    searched = auto_spill(p) if spill == AUTO_SPILL else spill
+    return 1 if searched >= p else p
 
 
 def assign_partitions(
