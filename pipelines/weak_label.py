@@ -30,7 +30,8 @@ from pipelines.plan import RunPlan, preflight
 from pipelines.runners import resolve_runner_name
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs
-from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache, WriteCache
+from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache
+from transforms.cache_write import WriteCache
 from transforms.core.artifacts import text_hash
 from transforms.core.lfs import lf_fingerprint
 from transforms.core.votes import USER_INTERRUPT

@@ -1,4 +1,4 @@
-"""Reading the artifacts cache's latest snapshot (the writer is :mod:`transforms.cache`).
+"""Reading the artifacts cache's latest snapshot (the writer is :mod:`transforms.cache_write`).
 
 :func:`read_snapshot` loads what the pipeline's ``WriteCache`` committed: the documents, the
 neighbour graph as row numbers, the vote columns by LF name, the embeddings of this model and
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.cache import read_json
+from transforms.cache_integrity import read_json
 from transforms.core.artifacts import (
     DEFAULT_PRECISION,
     MANIFEST_FILE,
