@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_io import write_json  # noqa: E402
 from transforms.core.extension import extend_votes, nearest_voters  # noqa: E402
 from transforms.core.knn import l2_normalise  # noqa: E402
-from transforms.core.knn_merge import AUTO_SPILL, auto_spill, exact_nearest_voters  # noqa: E402
+from transforms.core.knn_merge import exact_nearest_voters, searched_partitions  # noqa: E402
 from transforms.core.labeler import quantile_thresholds  # noqa: E402
 from transforms.core.votes import ABSTAIN  # noqa: E402
 from transforms.knn_graph import knn_graph_in_memory  # noqa: E402
@@ -203,7 +203,7 @@ def run_case(
         "groups": figures["groups"],
         "max_group_rows": figures["max_group_rows"],
         "spill": args.spill,
-        "spill_used": float(auto_spill(int(figures["partitions"])) if args.spill == AUTO_SPILL else args.spill),
+        "spill_used": float(searched_partitions(args.spill, int(figures["partitions"]))),
     }
     if votes is not None:
         result.update(extension_disagreement(x, votes, neighbours, sims, rows, args.fallback_max_voters))

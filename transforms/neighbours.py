@@ -24,8 +24,9 @@ import numpy as np
 from transforms.core.knn_merge import top_k_exact
 
 
-GRAPH_VERSION = 2  # bumped when the same configuration builds a different graph (2: one partition
-# where the spill would search every partition)
+# Bumped when the same configuration builds a different graph (2: one partition where the spill
+# would search every partition).
+GRAPH_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,6 +75,16 @@ def auto_spill(num_partitions: int) -> int:
     return max(min(3, num_partitions), min(num_partitions, math.ceil(AUTO_SPILL_FACTOR * math.sqrt(num_partitions))))
 
 
+def searched_partitions(spill: int, num_partitions: int) -> int:
+    """Partitions each query is searched in: ``spill`` (:func:`auto_spill` for
+    :data:`AUTO_SPILL`), at most ``num_partitions``.
+
+    >>> searched_partitions(AUTO_SPILL, 10), searched_partitions(6, 10), searched_partitions(6, 4)
+    (5, 6, 4)
+    """
+    return min(auto_spill(num_partitions) if spill == AUTO_SPILL else spill, num_partitions)
+
+
 def num_partitions(num_rows: int, partition_rows: int, spill: int = AUTO_SPILL) -> int:
     """Partitions for ``num_rows`` vectors, about ``partition_rows`` each (1 = one index).
 
@@ -93,8 +103,7 @@ def num_partitions(num_rows: int, partition_rows: int, spill: int = AUTO_SPILL) 
     if partition_rows < 1:
         raise ValueError(f"partition_rows={partition_rows} must be at least 1 (try 100000)")
     p = max(1, math.ceil(num_rows / partition_rows))
-    searched = auto_spill(p) if spill == AUTO_SPILL else spill
-    return 1 if searched >= p else p
+    return 1 if searched_partitions(spill, p) == p else p
 
 
 def assign_partitions(
@@ -114,10 +123,8 @@ def assign_partitions(
     """
     if spill < 0:
         raise ValueError(f"spill={spill} must be at least 1 (the home partition), or 0 for auto")
-    if spill == AUTO_SPILL:
-        spill = auto_spill(len(centroids))
     scores = np.asarray(vectors, np.float32) @ np.asarray(centroids, np.float32).T
-    s = min(spill, scores.shape[1])
+    s = searched_partitions(spill, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :s]
     return order[:, 0].copy(), order
 
