@@ -2,7 +2,7 @@
 
 ``epoxy-beam [run] --input ... --output ...`` runs the weak-labeling job (see
 ``epoxy-beam --help``); ``epoxy-beam iterate --cache_dir ... --labeling_functions ...`` relabels
-from the artifacts cache after an LF edit (see :mod:`pipelines.iterate`); ``epoxy-beam studio
+from the artifacts cache after an LF edit (see :mod:`pipelines.iterate_cli`); ``epoxy-beam studio
 --cache_dir ... --labeling_functions ...`` serves the LF studio (see :mod:`pipelines.studio`).
 """
 
@@ -18,9 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatches to the job; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "iterate":
-        from pipelines import iterate  # Deferred: only the sub-command needs it.
+        from pipelines import iterate_cli  # Deferred: only the sub-command needs it.
 
-        return iterate.main(args[1:])
+        return iterate_cli.main(args[1:])
     if args and args[0] == "studio":
         from pipelines import studio  # Deferred: only the sub-command needs Flask.
 

@@ -29,14 +29,14 @@ recorded; every other LF is applied. Then, for an added, edited or removed LF:
     result = session.relabel(refit="full")
     print(result.format())
 
-CLI: ``epoxy-beam iterate --cache_dir cache/ --labeling_functions lfs.py [--labels_out F]``.
+The vote columns the edits keep aligned live in :mod:`pipelines.vote_columns`; the CLI,
+``epoxy-beam iterate --cache_dir cache/ --labeling_functions lfs.py [--labels_out F]``, in
+:mod:`pipelines.iterate_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from typing import Any, Sequence
 
@@ -44,14 +44,13 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.corpus_lfs import CorpusLfApplier
-from pipelines.relabel_result import RelabelResult, write_labels
+from pipelines.relabel_result import RelabelResult
+from pipelines.vote_columns import VoteColumns, label_statistics
 from transforms.cache_snapshot import read_snapshot
 from transforms.core.analysis import lf_table
 from transforms.core.extension import extend_votes
-from transforms.core.incremental import ReverseGraph, append_lf, drop_lf, reorder_lfs, replace_column
-from transforms.core.incremental_labeler import IncrementalLabeler, append_column, pinned_config
-from transforms.core.knn import l2_normalise
-from transforms.core.knn_merge import exact_column_if_small
+from transforms.core.incremental import ReverseGraph
+from transforms.core.incremental_labeler import IncrementalLabeler, pinned_config
 from transforms.core.labeler import (
     FitSample,
     FittedLabeler,
@@ -62,12 +61,10 @@ from transforms.core.labeler import (
     label_batch,
     select_fit_sample,
 )
-from transforms.core.lfs import VOTE_DTYPE, LabelingFunction, lf_fingerprint
+from transforms.core.lfs import LabelingFunction, lf_fingerprint
 from transforms.core.metrics import accuracy, macro_f1
 from transforms.core.statistics import LabelStatistics
 from transforms.labeling_functions import load_lf_set
-
-_CHUNK = 65536
 
 
 class Session:
@@ -78,6 +75,8 @@ class Session:
     LFs change and pins the data-wide choices of the last full fit (module doc).
 
     Attributes:
+        columns: The :class:`~pipelines.vote_columns.VoteColumns` (votes, nearest voters and
+            raw statistics, one column per LF).
         lf_failures: ``{lf name: rows it raised on or returned an invalid value for}``.
         lf_failure_samples: ``{lf name: [{"id", "cause", "message"}]}``, smallest ids first.
         cached_lf_source: The LF source recorded in the cache, for display only.
@@ -128,12 +127,11 @@ class Session:
         self.neighbours = np.asarray(neighbours)
         self.graph = ReverseGraph.from_neighbours(neighbours, sims)
         self.embeddings = embeddings
-        self._fallback = _fallback_search(fallback_max_voters, fallback_embeddings)
+        self.columns = VoteColumns(votes, self.graph, config.cardinality, fallback_max_voters, fallback_embeddings)
         self.config = config
         self.class_names = tuple(class_names)
         self.lfs = list(lfs)
         self._fingerprints = {lf.name: lf_fingerprint(lf) for lf in self.lfs}
-        self._set_columns(votes)
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
         self._gold_rows = self._sample_rows[sample.gold >= 0]
@@ -145,23 +143,26 @@ class Session:
         self.cached_lf_source = ""
         self.applied_on_open: list[str] = []
 
-    def _set_columns(self, votes: np.ndarray) -> None:
-        """The vote columns, their nearest voters and the raw statistics of ``votes [n, m]``."""
-        # Column-major: an edit rewrites one contiguous column.
-        self.votes = np.asfortranarray(votes, VOTE_DTYPE)
-        self.nn_sim = np.empty(votes.shape, np.float32, order="F")
-        self.nn_vote = np.empty(votes.shape, VOTE_DTYPE, order="F")
-        for j in range(votes.shape[1]):
-            self.nn_sim[:, j], self.nn_vote[:, j] = self._nearest_voters(self.votes[:, j])
-        # None while the session has no LF (a cache whose every column is stale, or all removed).
-        self.raw_stats: LabelStatistics | None = (
-            _statistics(self.votes, self.config.cardinality) if self.lfs else None
-        )
+    @property
+    def votes(self) -> np.ndarray:
+        """``int8 [n, m]`` the LFs' votes (column-major)."""
+        return self.columns.votes
 
-    def _nearest_voters(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One LF's nearest voters: exact when the fallback covers it, else from the graph."""
-        exact = exact_column_if_small(self._fallback[1], column, self._fallback[0]) if self._fallback else None
-        return exact if exact is not None else self.graph.nearest_voters(column)
+    @property
+    def nn_sim(self) -> np.ndarray:
+        """``float32 [n, m]`` each document's similarity to its nearest voter, per LF."""
+        return self.columns.nn_sim
+
+    @property
+    def nn_vote(self) -> np.ndarray:
+        """``int8 [n, m]`` that nearest voter's vote."""
+        return self.columns.nn_vote
+
+    @property
+    def raw_stats(self) -> LabelStatistics | None:
+        """The statistics of :attr:`votes`; ``None`` while the session has no LF (a cache whose
+        every column is stale, or all removed)."""
+        return self.columns.raw_stats
 
     @property
     def lf_names(self) -> list[str]:
@@ -241,7 +242,6 @@ class Session:
         self.lf_failure_samples.pop(lf.name, None)
         column = self.apply(lf)
         self.last_apply_seconds = time.perf_counter() - start
-        nn_sim, nn_vote = self._nearest_voters(column)
         names = self.lf_names
         self._fingerprints[lf.name] = lf_fingerprint(lf)
         if lf.name in names:
@@ -250,18 +250,9 @@ class Session:
         else:
             j = len(self.lfs)
             self.lfs.append(lf)
-            self.votes, self.nn_sim, self.nn_vote = (append_column(a) for a in (self.votes, self.nn_sim, self.nn_vote))
-            self.votes[:, j] = -1
-            self.raw_stats = append_lf(self.raw_stats) if self.raw_stats is not None else (
-                _statistics(self.votes, self.config.cardinality))  # fmt: skip
             if self._fast is not None:
                 self._fast.append_lf()
-        changed = np.flatnonzero(self.votes[:, j] != column)
-        old_rows = self.votes[changed]
-        new_rows = old_rows.copy()
-        new_rows[:, j] = column[changed]
-        replace_column(self.raw_stats, old_rows, new_rows, j)
-        self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j] = column, nn_sim, nn_vote
+        self.columns.write(j, column)
         if self._fast is not None:
             self._fast.dirty.add(j)
 
@@ -278,10 +269,7 @@ class Session:
         del self._fingerprints[name]
         self.lf_failures.pop(name, None)
         self.lf_failure_samples.pop(name, None)
-        self.raw_stats = drop_lf(self.raw_stats, self.votes, j) if self.lfs else None
-        self.votes, self.nn_sim, self.nn_vote = (
-            np.asfortranarray(np.delete(a, j, axis=1)) for a in (self.votes, self.nn_sim, self.nn_vote)
-        )
+        self.columns.delete(j)
         if self._fast is not None:
             self._fast = self._fast.drop_lf(j) if self.lfs else None
 
@@ -297,10 +285,7 @@ class Session:
         if order == list(range(len(order))):
             return
         self.lfs = [self.lfs[j] for j in order]
-        self.votes, self.nn_sim, self.nn_vote = (
-            np.asfortranarray(a[:, order]) for a in (self.votes, self.nn_sim, self.nn_vote)
-        )
-        self.raw_stats = reorder_lfs(self.raw_stats, order)
+        self.columns.reorder(order)
         if self._fast is not None:
             self._fast.reorder(order)
 
@@ -352,7 +337,7 @@ class Session:
         sample = self._sample(self._sample_rows, with_embeddings=True)
         thresholds = choose_thresholds(sample, config)
         extended = np.asfortranarray(extend_votes(self.votes, self.nn_sim, self.nn_vote, thresholds))
-        stats = _statistics(extended, config.cardinality)
+        stats = label_statistics(extended, config.cardinality)
         fitted = fit_models(self.lf_names, config, sample, thresholds, stats)
         labels = label_batch(fitted, self.votes, self.nn_sim, self.nn_vote, self.embeddings)
         end_model = fitted.end_model
@@ -395,55 +380,8 @@ class Session:
         return out
 
 
-def _fallback_search(max_voters: int, embeddings: np.ndarray | None) -> tuple[int, np.ndarray] | None:
-    """``(bound, normalised vectors)`` of the run's per-LF exact fallback, ``None`` when off.
-
-    Raises:
-        ValueError: if the fallback is on but the cache holds no embeddings.
-    """
-    if not max_voters:
-        return None
-    if embeddings is None:
-        raise ValueError(
-            f"the run used --fallback_max_voters={max_voters} but the cache holds no "
-            "embeddings to search: run the pipeline with --cache_dir again"
-        )
-    return max_voters, l2_normalise(embeddings)
-
-
-def _statistics(votes: np.ndarray, cardinality: int) -> LabelStatistics:
-    """:class:`LabelStatistics` of a label matrix, added in chunks (bounded memory)."""
-    stats = LabelStatistics.empty(votes.shape[1], cardinality)
-    for begin in range(0, votes.shape[0], _CHUNK):
-        stats.add(votes[begin : begin + _CHUNK])
-    return stats
-
-
 def changed_lfs(session: Session, lfs: Sequence[LabelingFunction]) -> tuple[list[LabelingFunction], list[str]]:
     """The LFs of ``lfs`` that are new or differ from the session's, and the names to remove."""
     wanted = {lf.name for lf in lfs}
     changed = [lf for lf in lfs if session.fingerprint(lf.name) != lf_fingerprint(lf)]
     return changed, [name for name in session.lf_names if name not in wanted]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``epoxy-beam iterate``: apply the LFs that changed, relabel, print LF table and metrics."""
-    parser = argparse.ArgumentParser(prog="epoxy-beam iterate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache_dir", required=True, help="The pipeline's --cache_dir.")
-    parser.add_argument("--labeling_functions", required=True, help="The LF file (the only code run).")
-    parser.add_argument("--labels_out", default="", help="Optional Parquet file for the new labels.")
-    args = parser.parse_args(argv)
-    try:
-        start = time.perf_counter()
-        session = Session.open(args.cache_dir, args.labeling_functions)
-    except ValueError as error:
-        print(f"epoxy-beam iterate: error: {error}", file=sys.stderr)
-        return 2
-    print(f"loaded {len(session.ids)} documents, {len(session.lfs)} LFs in {time.perf_counter() - start:.1f}s")
-    for name in session.applied_on_open:
-        print(f"applied {name} (new or changed since the cache was written)")
-    result = session.relabel(refit="full")
-    print(result.format())
-    if args.labels_out:
-        write_labels(result, args.labels_out)
-    return 0
