@@ -149,17 +149,7 @@ def embed_and_index(docs: beam.PCollection, plan: RunPlan, cache: CachePlan | No
 
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     """Adds every stage of the job to ``pipeline``."""
-    opts = plan.options
-    corpus = pipeline | "ReadCorpus" >> ReadCorpus(plan.corpus_source())
-    dead_letters = [corpus[DEAD_LETTER_TAG]]
-    dev_docs = None
-    dev = plan.dev_source()
-    if dev is not None:
-        dev_read = pipeline | "ReadDev" >> ReadCorpus(dev)
-        dead_letters.append(dev_read[DEAD_LETTER_TAG])
-        dev_docs = dev_read[DOCUMENTS_TAG]
-    docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, opts.holdout_fraction)
-
+    corpus, docs, dead_letters = _read_documents(pipeline, plan)
     all_docs = docs  # every document read, also those a non-text stage dead-letters (row counts)
     cache = cache_plan(plan, neighbour_config(plan))
     for problem in cache.problems if cache is not None else ():
@@ -178,11 +168,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
             "docs": docs,
             "votes": applied[VOTES_TAG],
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
-    nearest = {"neighbours": neighbours, "votes": applied[VOTES_TAG]} | NearestVoters()
-    if opts.fallback_max_voters > 0:
-        nearest = {"nearest": nearest, "votes": applied[VOTES_TAG], "embeddings": embeddings} | (
-            "ExactFallback" >> ExactFallback(len(plan.lf_names), opts.fallback_max_voters)
-        )
+    nearest = _nearest_voters(plan, neighbours, applied[VOTES_TAG], embeddings)
     joined = {
         "docs": docs | "KeyDocs" >> beam.Map(lambda doc: (doc["id"], doc)),
         "votes": applied[VOTES_TAG],
@@ -214,6 +200,36 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
             "label": labels,
         },
     )
+
+
+def _read_documents(pipeline: beam.Pipeline, plan: RunPlan) -> tuple[Any, beam.PCollection, list[beam.PCollection]]:
+    """Reads the corpus and the dev set, and attaches the dev labels to the documents.
+
+    Returns:
+        ``(corpus read, documents with gold labels and splits, the reads' dead letters)``.
+    """
+    corpus = pipeline | "ReadCorpus" >> ReadCorpus(plan.corpus_source())
+    dead_letters = [corpus[DEAD_LETTER_TAG]]
+    dev_docs = None
+    dev = plan.dev_source()
+    if dev is not None:
+        dev_read = pipeline | "ReadDev" >> ReadCorpus(dev)
+        dead_letters.append(dev_read[DEAD_LETTER_TAG])
+        dev_docs = dev_read[DOCUMENTS_TAG]
+    docs = corpus[DOCUMENTS_TAG] | "AttachGold" >> AttachGold(dev_docs, plan.options.holdout_fraction)
+    return corpus, docs, dead_letters
+
+
+def _nearest_voters(
+    plan: RunPlan, neighbours: beam.PCollection, votes: beam.PCollection, embeddings: beam.PCollection
+) -> beam.PCollection:
+    """Each document's nearest voters from the graph, exact for small LFs with ``--fallback_max_voters``."""
+    nearest = {"neighbours": neighbours, "votes": votes} | NearestVoters()
+    if plan.options.fallback_max_voters > 0:
+        nearest = {"nearest": nearest, "votes": votes, "embeddings": embeddings} | (
+            "ExactFallback" >> ExactFallback(len(plan.lf_names), plan.options.fallback_max_voters)
+        )
+    return nearest
 
 
 def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:

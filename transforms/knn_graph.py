@@ -226,21 +226,7 @@ def knn_graph_in_memory(
     n, d = vectors.shape
     k = config.num_neighbours
     p = num_partitions(n, config.partition_rows, config.spill)
-    if sample_rows is None:
-        sample_rows = np.linspace(0, n - 1, min(n, config.centroid_sample_rows)).astype(np.int64)
-    if p == 1:
-        home = np.zeros(n, np.int64)
-        spill = home[:, None]
-    else:
-        centroids = spherical_kmeans(
-            vectors[sample_rows], p, iterations=config.kmeans_iterations, seed=config.seed
-        )
-        home, spill = [], []
-        for start in range(0, n, 65536):
-            h, s = assign_partitions(vectors[start : start + 65536], centroids, config.spill)
-            home.append(h)
-            spill.append(s)
-        home, spill = np.concatenate(home), np.concatenate(spill)
+    home, spill = _in_memory_partitions(vectors, p, config, sample_rows)
     best_pos = np.full((n, k), -1, np.int64)
     best_sim = np.full((n, k), -np.inf, np.float32)
     row_bytes = d * 4 + 8
@@ -265,6 +251,31 @@ def knn_graph_in_memory(
                 positions, sims = _search_rows(index, query_part, vectors, k, config)
                 _merge_rows(best_pos, best_sim, query_part, positions, sims, k)
     return best_pos, best_sim, figures
+
+
+def _in_memory_partitions(
+    vectors: np.ndarray, p: int, config: NeighbourConfig, sample_rows: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's home partition ``int64 [n]`` and spill partitions ``[n, s]`` of ``p``.
+
+    The centroids are fitted on ``sample_rows`` (``None``: ``centroid_sample_rows`` rows spread
+    evenly over the corpus); with one partition every row is at home in partition 0.
+    """
+    n = vectors.shape[0]
+    if sample_rows is None:
+        sample_rows = np.linspace(0, n - 1, min(n, config.centroid_sample_rows)).astype(np.int64)
+    if p == 1:
+        home = np.zeros(n, np.int64)
+        return home, home[:, None]
+    centroids = spherical_kmeans(
+        vectors[sample_rows], p, iterations=config.kmeans_iterations, seed=config.seed
+    )
+    home, spill = [], []
+    for start in range(0, n, 65536):
+        h, s = assign_partitions(vectors[start : start + 65536], centroids, config.spill)
+        home.append(h)
+        spill.append(s)
+    return np.concatenate(home), np.concatenate(spill)
 
 
 def _search_rows(

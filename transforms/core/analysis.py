@@ -87,10 +87,7 @@ def lf_table(
     m = raw.num_lfs
     if len(lf_names) != m:
         raise ValueError(f"{len(lf_names)} LF names for statistics of {m} LFs: pass one name per LF")
-    n = max(raw.n, 1)
-    counts = raw.class_counts
-    coverage = counts.sum(axis=1) / n
-    coverage_extended = None if extended is None else extended.coverage_counts / max(extended.n, 1)
+    shares = _corpus_shares(raw, extended)
     dev_votes, correct = _dev_counts(gold_votes, gold, m)
     failures = failures or {}
     rows = []
@@ -98,11 +95,7 @@ def lf_table(
         threshold = None if thresholds is None else float(thresholds[j])
         rows.append({
             "lf": name,
-            "polarity": [int(c) for c in np.flatnonzero(counts[j])],
-            "coverage": float(coverage[j]),
-            "coverage_extended": None if coverage_extended is None else float(coverage_extended[j]),
-            "overlaps": float(raw.overlaps[j] / n),
-            "conflicts": float(raw.conflicts[j] / n),
+            **shares[j],
             "correct": int(correct[j]),
             "incorrect": int(dev_votes[j] - correct[j]),
             "empirical_accuracy": float(correct[j] / dev_votes[j]) if dev_votes[j] else None,
@@ -111,6 +104,25 @@ def lf_table(
             "failures": int(failures.get(name, 0)),
         })  # fmt: skip
     return rows
+
+
+def _corpus_shares(raw: LabelStatistics, extended: LabelStatistics | None) -> list[dict[str, Any]]:
+    """Each LF's corpus columns: ``polarity`` and, as shares of all documents, ``coverage``,
+    ``coverage_extended`` (``None`` without ``extended``), ``overlaps`` and ``conflicts``."""
+    n = max(raw.n, 1)
+    counts = raw.class_counts
+    coverage = counts.sum(axis=1) / n
+    coverage_extended = None if extended is None else extended.coverage_counts / max(extended.n, 1)
+    return [
+        {
+            "polarity": [int(c) for c in np.flatnonzero(counts[j])],
+            "coverage": float(coverage[j]),
+            "coverage_extended": None if coverage_extended is None else float(coverage_extended[j]),
+            "overlaps": float(raw.overlaps[j] / n),
+            "conflicts": float(raw.conflicts[j] / n),
+        }
+        for j in range(raw.num_lfs)
+    ]
 
 
 def _dev_counts(gold_votes: np.ndarray | None, gold: np.ndarray | None, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -244,28 +244,46 @@ def moment_precision(
     m, k = stats.num_lfs, stats.cardinality
     pi = np.asarray(class_balance, np.float64)
     prec = default_precision(stats, pi)
+    targets = _lift_targets(stats)
+    if targets is None:
+        return prec
+    active, lift, weight = targets
+    flat = prec.reshape(m * k, k)
+    flat[active] = _fit_lifts(np.log(flat[active]), lift, weight, pi, iterations, learning_rate)
+    return flat.reshape(m, k, k)
+
+
+def _lift_targets(stats: LabelStatistics) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What :func:`moment_precision` fits: ``(active, lift, weight)`` over the (LF, class)
+    rows ``active`` (of ``m * k``) that are voted and co-vote with another LF; ``lift`` and
+    ``weight`` (normalised to sum 1) are ``[a, a]``. ``None`` with fewer than two such rows."""
+    m, k = stats.num_lfs, stats.cardinality
     n = max(stats.n, 1)
     joint = stats.joint.reshape(m * k, m * k).astype(np.float64) / n
     p = np.diagonal(joint).copy()
     lf = np.repeat(np.arange(m), k)
     active = np.flatnonzero(p > 0)
     if active.size < 2:
-        return prec
+        return None
     expected = np.outer(p[active], p[active])
     weight = n * expected * (lf[active][:, None] != lf[active][None, :])
     keep = weight.sum(axis=1) > 0
     active, weight, expected = active[keep], weight[np.ix_(keep, keep)], expected[np.ix_(keep, keep)]
     if active.size < 2:
-        return prec
+        return None
     lift = joint[np.ix_(active, active)] / expected
-    weight = weight / weight.sum()
-    theta0 = prec.reshape(m * k, k)[active]
-    z = np.log(theta0)
+    return active, lift, weight / weight.sum()
+
+
+def _fit_lifts(
+    z: np.ndarray, lift: np.ndarray, weight: np.ndarray, pi: np.ndarray, iterations: int, learning_rate: float
+) -> np.ndarray:
+    """Adam on the logits ``z [a, k]`` (from the starting ``log θ``) against the weighted lift
+    residuals (:func:`moment_precision`); returns the fitted ``θ [a, k]``."""
     first, second = np.zeros_like(z), np.zeros_like(z)
     beta1, beta2 = 0.9, 0.999
     for step in range(1, iterations + 1):
-        theta = np.exp(z - z.max(axis=1, keepdims=True))
-        theta /= theta.sum(axis=1, keepdims=True)
+        theta = _softmax_rows(z)
         scaled = theta / pi
         residual = weight * (lift - scaled @ theta.T)
         grad_theta = -4.0 * residual @ scaled
@@ -275,8 +293,11 @@ def moment_precision(
         z -= learning_rate * (first / (1 - beta1**step)) / (
             np.sqrt(second / (1 - beta2**step)) + 1e-12
         )
+    return _softmax_rows(z)
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    """The row-wise softmax of logits ``z``."""
     theta = np.exp(z - z.max(axis=1, keepdims=True))
     theta /= theta.sum(axis=1, keepdims=True)
-    flat = prec.reshape(m * k, k)
-    flat[active] = theta
-    return flat.reshape(m, k, k)
+    return theta
