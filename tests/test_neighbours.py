@@ -49,6 +49,25 @@ def test_tree_index_recall_on_clustered_data():
     assert recall >= 0.9
 
 
+def test_parallel_search_gives_the_serial_graph_and_the_same_cache_key():
+    """ScaNN's thread pool changes how the graph is searched, not the graph (nor its cache key)."""
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(30, 32))
+    vectors = (centres[rng.integers(0, 30, 4000)] + 0.4 * rng.normal(size=(4000, 32))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"{i:05d}" for i in range(4000)]
+    tree = NeighbourConfig(num_neighbours=10, brute_force_max_rows=100)
+    for config in (tree, NeighbourConfig(num_neighbours=10)):  # tree + hashing, brute force
+        index = LoadedIndex.build(ids, vectors, config)
+        serial = search(index, ids, vectors, 10, batch_size=512, parallel=False)
+        parallel = search(index, ids, vectors, 10, batch_size=512, parallel=True)
+        assert [(q, nb) for q, nb, _ in serial] == [(q, nb) for q, nb, _ in parallel]
+        assert all(np.array_equal(a[2], b[2]) for a, b in zip(serial, parallel))
+    runtime_only = NeighbourConfig(parallel_search=False, query_batch_size=7)
+    assert runtime_only.fingerprint() == NeighbourConfig().fingerprint()
+    assert NeighbourConfig(leaves_to_search_share=0.1).fingerprint() != NeighbourConfig().fingerprint()
+
+
 def test_search_group_queries_a_subset_and_handles_no_data():
     vectors = _unit_vectors(10)
     ids = [f"d{i}" for i in range(10)]

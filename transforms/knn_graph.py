@@ -44,7 +44,7 @@ from transforms.core.knn_merge import (
     top_k_exact,
 )
 from transforms.knn_groups import BOTH, DATA, FINAL, QUERY, SearchGroupFn, ToGroupsFn
-from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher
+from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search_candidates
 
 Row = tuple[str, np.ndarray]
 PackedRow = tuple[str, bytes]
@@ -295,7 +295,7 @@ def _search_rows(
     for start in range(0, query_rows.size, config.query_batch_size):
         stop = start + config.query_batch_size
         queries = np.ascontiguousarray(vectors[query_rows[start:stop]])
-        candidates, _ = index.searcher.search_batched(queries, final_num_neighbors=kk)
+        candidates = search_candidates(index.searcher, queries, kk, config.parallel_search)
         positions, sims = top_k_exact(queries, self_positions[start:stop], index.vectors, candidates, k)
         out_pos.append(np.where(positions >= 0, data_rows[np.maximum(positions, 0)], -1))
         out_sim.append(sims)

@@ -27,6 +27,8 @@ from transforms.core.knn_merge import top_k_exact
 # Bumped when the same configuration builds a different graph (2: one partition where the spill
 # would search every partition).
 GRAPH_VERSION = 2
+# Fields that change how the graph is computed, not the graph: left out of the fingerprint.
+_HOW_NOT_WHAT = ("query_batch_size", "parallel_search")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +41,10 @@ class NeighbourConfig:
             above, a ScaNN tree + asymmetric hashing index with exact re-ordering.
         leaves_to_search_share: Share of tree leaves searched per query (tree index only).
         reorder_multiplier: Candidates re-scored exactly, as a multiple of ``num_neighbours``.
-        query_batch_size: Queries per ``search_batched`` call.
+        query_batch_size: Queries per ScaNN search call.
+        parallel_search: Search each batch with ScaNN's own thread pool (one thread per core:
+            :func:`search_candidates`); ``False`` where each worker process has one core.
+            Results are the same either way.
         partition_rows: Target rows per partition: ``ceil(n / partition_rows)`` partitions, or
             one where the spill would search every partition (up to 3 · ``partition_rows``
             rows by default; :func:`transforms.core.knn_merge.num_partitions`).
@@ -59,6 +64,7 @@ class NeighbourConfig:
     leaves_to_search_share: float = 0.05
     reorder_multiplier: int = 10
     query_batch_size: int = 1024
+    parallel_search: bool = True
     partition_rows: int = 100_000
     spill: int = 0
     max_group_rows: int = 300_000
@@ -79,7 +85,10 @@ class NeighbourConfig:
 
     def fingerprint(self) -> str:
         """A short hash of everything that changes the graph (and :data:`GRAPH_VERSION`)."""
-        text = f"v{GRAPH_VERSION}:" + repr(dataclasses.astuple(dataclasses.replace(self, query_batch_size=0)))
+        graph_fields = [
+            getattr(self, field.name) for field in dataclasses.fields(self) if field.name not in _HOW_NOT_WHAT
+        ]
+        text = f"v{GRAPH_VERSION}:" + repr(tuple(graph_fields))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -116,6 +125,17 @@ def build_searcher(embeddings: np.ndarray, config: NeighbourConfig) -> Any:
     )
 
 
+def search_candidates(searcher: Any, queries: np.ndarray, k: int, parallel: bool) -> np.ndarray:
+    """ScaNN's ``k`` candidate rows ``[b, k]`` for ``queries [b, d]`` (float32, contiguous).
+
+    ``parallel`` splits the batch over ScaNN's thread pool (``search_batched_parallel``, one
+    thread per core); each query's candidates are the same either way.
+    """
+    search = searcher.search_batched_parallel if parallel else searcher.search_batched
+    candidates, _ = search(queries, final_num_neighbors=k)
+    return candidates
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadedIndex:
     """A searcher with the id and vector of each indexed row (rows sorted by id).
@@ -145,10 +165,12 @@ def search_positions(
     queries: np.ndarray,
     num_neighbours: int,
     batch_size: int = 1024,
+    parallel: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Queries in batches; returns exact top-k ``(positions [b, k'], sims [b, k'])``.
 
     Positions index ``index.ids``; missing slots hold ``-1`` / ``-inf``; self is excluded.
+    ``parallel``: :func:`search_candidates`.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(num_neighbours + 1, len(index.ids))
@@ -157,7 +179,7 @@ def search_positions(
     parts_pos, parts_sim = [], []
     for start in range(0, len(query_ids), batch_size):
         stop = start + batch_size
-        candidates, _ = index.searcher.search_batched(queries[start:stop], final_num_neighbors=k)
+        candidates = search_candidates(index.searcher, queries[start:stop], k, parallel)
         positions, sims = top_k_exact(
             queries[start:stop], self_positions[start:stop], index.vectors, candidates, num_neighbours
         )
@@ -172,13 +194,14 @@ def search(
     queries: np.ndarray,
     num_neighbours: int,
     batch_size: int = 1024,
+    parallel: bool = True,
 ) -> list[tuple[str, list[str], np.ndarray]]:
     """Queries a batch and returns ``(id, neighbour_ids, sims)`` per query.
 
     ``sims`` is ``float32``, descending, ties broken by neighbour id; the query's own id is
     never among its neighbours.
     """
-    return list(_result_rows(index, query_ids, queries, num_neighbours, batch_size))
+    return list(_result_rows(index, query_ids, queries, num_neighbours, batch_size, parallel))
 
 
 def _result_rows(
@@ -187,10 +210,11 @@ def _result_rows(
     queries: np.ndarray,
     num_neighbours: int,
     batch_size: int,
+    parallel: bool,
 ) -> Iterator[tuple[str, list[str], np.ndarray]]:
     """:func:`search`, one ``(id, neighbour_ids, sims)`` at a time."""
     query_ids = np.asarray(query_ids, dtype=str).tolist()
-    positions, sims = search_positions(index, query_ids, queries, num_neighbours, batch_size)
+    positions, sims = search_positions(index, query_ids, queries, num_neighbours, batch_size, parallel)
     for query_id, row_positions, row_sims in zip(query_ids, positions, sims):
         keep = row_positions >= 0
         yield query_id, index.ids[row_positions[keep]].tolist(), row_sims[keep]  # float32, a copy
@@ -220,4 +244,6 @@ def search_group(
             yield query_id, [], np.zeros(0, np.float32)
         return
     index = LoadedIndex.build(data_ids, data, config)
-    yield from _result_rows(index, query_ids, queries, config.num_neighbours, config.query_batch_size)
+    yield from _result_rows(
+        index, query_ids, queries, config.num_neighbours, config.query_batch_size, config.parallel_search
+    )
