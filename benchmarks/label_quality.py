@@ -118,6 +118,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablations", action="store_true", help="epoxy variants (README table)")
     parser.add_argument("--template", choices=("auto", "text", "relation"), default="auto")
     parser.add_argument("--max-train", type=int, default=10000)
+    parser.add_argument("--votes", choices=("stored", "rules"), default="stored",
+                        help="rules: recompute the votes from the readme's regex rules (benchmarks/readme_rules.py)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap draws")
     parser.add_argument("--snorkel-python", default=None, help="side interpreter (benchmarks/side_models.py)")
     return parser.parse_args(argv)
@@ -155,7 +157,7 @@ def variant_figures(task: WrenchTask, args: argparse.Namespace, run) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
-    task = load_task(args.data, args.metric, args.model_dir, args.max_train, args.template)
+    task = load_task(args.data, args.metric, args.model_dir, args.max_train, args.template, args.votes)
     seconds = {"load_embed_knn": time.perf_counter() - t0}
     k = task.cardinality
     gold = np.where((task.split == "valid") & (not args.no_gold), task.gold, -1)

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated fold seeds")
     parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
     parser.add_argument("--no-gold", action="store_true", help="score gold-free fits on the valid rows")
+    parser.add_argument("--votes", choices=("stored", "rules"), default="stored",
+                        help="rules: recompute the votes from the readme's regex rules (benchmarks/readme_rules.py)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     configs = args.config or ["default"]
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, float] = {}
     for spec in args.data:
         path, _, metric = spec.rpartition(":")
-        task = load_task(path, metric, args.model_dir)
+        task = load_task(path, metric, args.model_dir, votes_from=args.votes)
         valid = task.split == "valid"
         methods = {"sup_valid": lambda gold, t=task: sup_valid_labels(t, gold),
                    "majority_vote": lambda gold, t=task: majority_vote_model(

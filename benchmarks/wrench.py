@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from benchmarks.readme_rules import readme_votes
 from transforms.core.extension import nearest_voters
 from transforms.core.knn import exact_knn, l2_normalise
 from transforms.core.labeler import LabelerConfig
@@ -165,9 +166,13 @@ class WrenchTask:
 
 def load_task(
     data_dir: str, metric: str, model_dir: str = DEFAULT_MODEL_DIR, max_train: int | None = 10000,
-    template: str = "auto",
+    template: str = "auto", votes_from: str = "stored",
 ) -> WrenchTask:
-    """Reads, embeds (cached) and indexes one WRENCH directory."""
+    """Reads, embeds (cached) and indexes one WRENCH directory.
+
+    ``votes_from="rules"`` replaces the stored votes by the readme's rules applied to each
+    row's text (:mod:`benchmarks.readme_rules`; a data check).
+    """
     data = load_wrench(data_dir, max_train)
     splits = data["splits"]
     names = [s for s in SPLITS if not (s == "train" and splits["train"] is splits["valid"])]
@@ -180,6 +185,14 @@ def load_task(
     )
     x = l2_normalise(x)
     votes = np.concatenate([p["votes"] for p in parts])
+    split = np.concatenate([[name] * len(p["ids"]) for name, p in zip(names, parts)])
+    if votes_from == "rules":
+        with open(os.path.join(data_dir, "label.json"), encoding="utf-8") as handle:
+            class_names = list(json.load(handle).values())
+        texts = [str(r.get("text", "")) if isinstance(r, dict) else str(r) for r in rows]
+        votes = readme_votes(data_dir, class_names, texts, votes, split == "train")
+    elif votes_from != "stored":
+        raise ValueError(f"votes_from={votes_from!r} is unknown: use 'stored' or 'rules'")
     nn_sim, nn_vote = knn_voters(x, votes, LabelerConfig().num_neighbours)
     return WrenchTask(
         name=os.path.basename(os.path.normpath(data_dir)),
@@ -188,7 +201,7 @@ def load_task(
         ids=np.concatenate([p["ids"] for p in parts]),
         votes=votes,
         gold=np.concatenate([p["gold"] for p in parts]),
-        split=np.concatenate([[name] * len(p["ids"]) for name, p in zip(names, parts)]),
+        split=split,
         embeddings=x,
         nn_sim=nn_sim,
         nn_vote=nn_vote,
