@@ -15,6 +15,7 @@ from transforms.core.lf_estimates import moment_precision
 from transforms.core.labeler import (
     BLEND_GRID,
     DEFAULT_BLEND,
+    GOLD_FREE_EXTENDED_BLEND,
     FittedLabeler,
     LabelerConfig,
     fit_labeler,
@@ -168,7 +169,10 @@ def test_blend_weight_is_chosen_on_gold_rows_and_round_trips():
     assert again.end_model.weight == fitted.end_model.weight
     np.testing.assert_allclose(label_batch(again, votes, nn_sim, nn_vote, x).probs, out.probs, atol=1e-5)
     no_gold = fit_labeler(ids, votes, nn_sim, nn_vote, x, np.full(500, -1), LabelerConfig())
-    assert no_gold.end_model.weight == DEFAULT_BLEND
+    assert np.isfinite(no_gold.thresholds).any()  # the clusters pass the gold-free check
+    assert no_gold.end_model.weight == GOLD_FREE_EXTENDED_BLEND
+    unextended = fit_labeler(ids, votes, nn_sim, nn_vote, x, np.full(500, -1), LabelerConfig(extension=False))
+    assert unextended.end_model.weight == DEFAULT_BLEND
     fixed = fit_labeler(ids, votes, nn_sim, nn_vote, x, gold, LabelerConfig(end_model_weight=0.25))
     assert fixed.end_model.weight == 0.25
 

@@ -1,7 +1,7 @@
 """The end model's fit: its training recipe, its blend weight and the class offsets, chosen on
 the gold rows (the recipes are described in :mod:`transforms.core.labeler`). Without enough gold
-rows the recipe and weight take their defaults and the offsets match the label model's class
-balance (:func:`~transforms.core.selection.prior_matching_offsets`)."""
+rows the recipe takes its default, the weight :func:`gold_free_blend` and the offsets match the
+label model's class balance (:func:`~transforms.core.selection.prior_matching_offsets`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from transforms.core.labeler_config import (
     BLEND_GRID,
     DEFAULT_BLEND,
     DEFAULT_GOLD_WEIGHT,
+    GOLD_FREE_EXTENDED_BLEND,
     GOLD_WEIGHT_GRID,
     FitSample,
     LabelerConfig,
@@ -108,12 +109,23 @@ def fit_end_model(
         gold_weight = config.end_model_gold_weight or DEFAULT_GOLD_WEIGHT
         if np.isinf(gold_weight) and not gold.any():
             gold_weight = DEFAULT_GOLD_WEIGHT  # no tuning rows to train a gold-only model on
-        alpha = DEFAULT_BLEND if config.end_model_weight is None else config.end_model_weight
+        alpha = gold_free_blend(thresholds) if config.end_model_weight is None else config.end_model_weight
         model = dataclasses.replace(data.fit(gold_weight), weight=float(alpha))
         offsets = _prior_offsets(data, posteriors, label_model, model, config)
         return dataclasses.replace(model, offsets=offsets)
     gold_weight, alpha, offsets = _choose_recipe(data, extended, label_model, sample.gold[gold], config)
     return dataclasses.replace(data.fit(gold_weight), weight=float(alpha), offsets=offsets)
+
+
+def gold_free_blend(thresholds: np.ndarray) -> float:
+    """``α`` without enough gold rows: :data:`GOLD_FREE_EXTENDED_BLEND` when some LF is extended
+    (without gold the extension survives only if its votes agree with the other LFs, i.e. the
+    neighbours share the class, so the embeddings carry the task), else :data:`DEFAULT_BLEND`.
+
+    >>> gold_free_blend(np.array([0.8, np.inf])), gold_free_blend(np.array([np.inf, np.inf]))
+    (0.75, 0.5)
+    """
+    return GOLD_FREE_EXTENDED_BLEND if bool(np.isfinite(thresholds).any()) else DEFAULT_BLEND
 
 
 def _prior_offsets(

@@ -54,7 +54,8 @@ covered rows, the end model alone elsewhere). Every pair is scored on out-of-fol
 probabilities of the gold rows (label-model posteriors refined without the row's fold, blended
 with an end model trained without it), against the default ``(w = 1, α = 0.5)``. When the gold
 rows carry more signal than the LFs, the gold-heavy recipes win; when the LFs are good, the
-default stays. Without enough gold rows: ``w = 1``, ``α = 0.5``.
+default stays. Without enough gold rows: ``w = 1``; ``α = 0.75`` when the extension is in use
+(it passed the gold-free check), else ``0.5`` (:func:`~transforms.core.end_model_fit.gold_free_blend`).
 
 Class offsets (``class_offsets=True``): log offsets ``b [k]`` multiply the final probabilities
 by ``exp(b)`` (a decision-threshold / class-prior correction: an end model trained on soft
@@ -98,6 +99,7 @@ from transforms.core.labeler_config import (
     DEFAULT_BLEND,
     DEFAULT_GOLD_WEIGHT,
     GOLD_CANDIDATES,
+    GOLD_FREE_EXTENDED_BLEND,
     GOLD_DEFAULT,
     GOLD_DEFAULT_QUANTILE,
     GOLD_WEIGHT_GRID,
@@ -117,7 +119,7 @@ from transforms.core.votes import ABSTAIN
 
 __all__ = [
     "BLEND_GRID", "DEFAULT_BLEND", "DEFAULT_GOLD_WEIGHT", "GOLD_CANDIDATES", "GOLD_DEFAULT",
-    "GOLD_DEFAULT_QUANTILE",
+    "GOLD_DEFAULT_QUANTILE", "GOLD_FREE_EXTENDED_BLEND",
     "GOLD_WEIGHT_GRID", "LABEL_MODELS", "METRICS", "QUANTILE_GRID", "THRESHOLD_MODES",
     "EndModelData", "FitSample", "FittedLabeler", "LabelBatch", "LabelerConfig", "ScoredModel",
     "SelectionLoss", "blend", "choose_offsets", "choose_thresholds", "fit_end_model",
