@@ -32,6 +32,7 @@ from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs
 from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache
 from transforms.cache_write import WriteCache
+from transforms.coders import use_array_coder
 from transforms.core.artifacts import text_hash
 from transforms.core.lfs import lf_fingerprint
 from transforms.core.votes import USER_INTERRUPT
@@ -149,6 +150,7 @@ def embed_and_index(docs: beam.PCollection, plan: RunPlan, cache: CachePlan | No
 
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     """Adds every stage of the job to ``pipeline``."""
+    use_array_coder()  # per-document NumPy arrays cross stages as raw bytes, not pickles
     corpus, docs, dead_letters = _read_documents(pipeline, plan)
     all_docs = docs  # every document read, also those a non-text stage dead-letters (row counts)
     cache = cache_plan(plan, neighbour_config(plan))
