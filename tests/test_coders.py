@@ -63,7 +63,7 @@ def test_the_job_uses_it_for_untyped_pcollections_once_installed():
     use_array_coder()
     use_array_coder()  # idempotent: one layer in the registry's fallback
     assert type(registry.get_coder(typing.Any)) is ArrayFastPrimitivesCoder
-    assert [c for c in registry._fallback_coder._coders].count(ArrayFastPrimitivesCoder) == 1
+    assert list(registry._fallback_coder._coders).count(ArrayFastPrimitivesCoder) == 1
     keyed = registry.get_coder(beam.typehints.Tuple[str, typing.Any])
     assert [type(c) for c in keyed.coders()] == [StrUtf8Coder, ArrayFastPrimitivesCoder]
 

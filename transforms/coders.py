@@ -74,24 +74,12 @@ class ArrayOrPickleCoder(Coder):
     def to_type_hint(self) -> Any:
         return Any
 
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
 
 class ArrayFastPrimitivesCoder(FastPrimitivesCoder):
     """``FastPrimitivesCoder`` whose fallback is :class:`ArrayOrPickleCoder`."""
 
     def __init__(self, fallback_coder: Coder | None = None) -> None:
         super().__init__(fallback_coder or ArrayOrPickleCoder())
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._fallback_coder == other._fallback_coder
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._fallback_coder))
 
 
 def use_array_coder() -> None:
