@@ -19,6 +19,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms.core.extension import extend_votes
+from transforms.core.fit_sample_accumulator import FitSampleAccumulator
 from transforms.core.record_arrays import array_field, stacked_field
 from transforms.core.labeler import (
     FitSample,
@@ -27,8 +28,6 @@ from transforms.core.labeler import (
     choose_thresholds,
     fit_models,
     label_batch,
-    sample_priority,
-    select_fit_sample,
 )
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN
@@ -38,24 +37,30 @@ from transforms.statistics import BatchedArrayCombineFn
 Record = Mapping[str, Any]
 
 
-def fit_sample_from_records(records: Sequence[Record], sample_size: int) -> FitSample:
-    """Builds the :class:`FitSample` from candidate records (gold rows + smallest priorities).
+def records_sample(records: Sequence[Record]) -> FitSample:
+    """The records' columns as a :class:`FitSample` (one batch of the sample's combiner)."""
+    return FitSample(
+        ids=np.array([record["id"] for record in records], dtype=str),
+        votes=stacked_field(records, "votes"),
+        nn_sim=stacked_field(records, "nn_sim"),
+        nn_vote=stacked_field(records, "nn_vote"),
+        embeddings=stacked_field(records, "embedding"),
+        gold=np.array([record["gold"] for record in records], dtype=np.int64),
+    )
 
-    The candidates are sorted by id first, so the sample does not depend on arrival order, and
-    the core's own :func:`select_fit_sample` makes the final choice.
-    """
-    unique = {record["id"]: record for record in records}
-    rows = [unique[doc_id] for doc_id in sorted(unique)]
-    if not rows:
-        raise ValueError("no document reached the fit: every input row was dead-lettered")
-    return select_fit_sample(
-        ids=np.array([row["id"] for row in rows], dtype=str),
-        votes=stacked_field(rows, "votes"),
-        nn_sim=stacked_field(rows, "nn_sim"),
-        nn_vote=stacked_field(rows, "nn_vote"),
-        embeddings=stacked_field(rows, "embedding"),
-        gold=np.array([row["gold"] for row in rows], dtype=np.int64),
-        sample_size=sample_size,
+
+def add_records(accumulator: FitSampleAccumulator, records: list[Record]) -> None:
+    """The sample combiner's ``add_rows``: one columnar add of the buffered records."""
+    accumulator.add(records_sample(records))
+
+
+def sample_combine_fn(sample_size: int) -> BatchedArrayCombineFn:
+    """The CombineFn of the fit sample: every gold row + the ``sample_size`` rows of smallest
+    :func:`~transforms.core.labeler.sample_priority` (:class:`FitSampleAccumulator`)."""
+    return BatchedArrayCombineFn(
+        functools.partial(FitSampleAccumulator.empty, sample_size),
+        add_rows=add_records,
+        finish=FitSampleAccumulator.finish,
     )
 
 
@@ -86,21 +91,7 @@ class FitLabeler(beam.PTransform):
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         config = self._config
         m, k = len(self._lf_names), config.cardinality
-        gold_rows = records | "GoldRows" >> beam.Filter(lambda record: record["gold"] >= 0)
-        smallest = (
-            records
-            | "SampleByIdHash"
-            >> beam.combiners.Top.Of(
-                config.sample_size, key=lambda record: -sample_priority(record["id"])
-            )
-            | "SampleRows" >> beam.FlatMap(lambda rows: rows)
-        )
-        sample = (
-            (gold_rows, smallest)
-            | "SampleCandidates" >> beam.Flatten()
-            | "GatherSample" >> beam.combiners.ToList()
-            | "FitSample" >> beam.Map(fit_sample_from_records, config.sample_size)
-        )
+        sample = records | "GatherSample" >> beam.CombineGlobally(sample_combine_fn(config.sample_size))
         thresholds = sample | "ChooseThresholds" >> beam.Map(choose_thresholds, config)
         stats = (
             records
