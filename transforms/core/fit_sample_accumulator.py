@@ -31,7 +31,7 @@ from transforms.core.labeler_config import FitSample
 
 __all__ = ["FitSampleAccumulator"]
 
-_COLUMNS = ("ids", "votes", "nn_sim", "nn_vote", "embeddings", "gold")
+_COLUMNS = tuple(field.name for field in dataclasses.fields(FitSample))
 
 
 def _take(sample: FitSample, rows: np.ndarray) -> FitSample:
