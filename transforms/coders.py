@@ -45,7 +45,7 @@ def encode_array_or_pickle(value: Any) -> bytes:
     if type(value) is np.ndarray and value.dtype.kind in _RAW_KINDS:
         dtype = value.dtype.str.encode("ascii")  # e.g. b"<f4", b"|i1": byte order included
         header = struct.pack(f"<B{len(dtype)}sB{value.ndim}q", len(dtype), dtype, value.ndim, *value.shape)
-        return _ARRAY + header + np.ascontiguousarray(value).tobytes()
+        return _ARRAY + header + value.tobytes()  # C order, also for a non-contiguous view
     return _PICKLE + pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
