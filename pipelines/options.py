@@ -115,6 +115,14 @@ class WeakLabelOptions:
         "kNN graph: nearest partitions each document is searched in (recall vs. cost); 0 = "
         "auto, ceil(1.5 sqrt(partitions)) within [3, partitions]: 5 of 10 partitions at 1M.",
     )
+    knn_shuffle_dir: str = _option(
+        "auto",
+        "kNN graph: how rows reach their search groups. auto: through files in a temporary "
+        "local directory with the in-process runners (FnApiRunner, DirectRunner), which hold a "
+        "shuffle in memory about three times over; through the runner's shuffle otherwise. none: "
+        "always the runner's shuffle. A directory (local or gs://, readable and writable by every "
+        "worker): files there. The graph is the same either way.",
+    )
     fallback_max_voters: int = _option(
         0,
         "Per-LF exact fallback: an LF with at most this many voters gets its nearest voter by "

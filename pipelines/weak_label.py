@@ -27,7 +27,7 @@ from pipelines.options import parse_options
 from pipelines.output_guard import OutputLock
 from pipelines.outputs import write_outputs
 from pipelines.plan import RunPlan, preflight
-from pipelines.runners import resolve_runner_name
+from pipelines.runners import knn_shuffle_dir, resolve_runner_name
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs
 from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache
@@ -43,6 +43,7 @@ from transforms.exact_fallback import ExactFallback
 from transforms.extend import NearestVoters
 from transforms.io import DOCUMENTS_TAG, ReadCorpus
 from transforms.knn_graph import NeighbourGraph
+from transforms.knn_shuffle import remove_directory
 from transforms.label import FitLabeler, LabelDocuments
 from transforms.modality import EmbedNonText
 from transforms.neighbours import NeighbourConfig
@@ -81,11 +82,14 @@ def snapshot_metadata(plan: RunPlan) -> dict[str, Any]:
     }
 
 
-def neighbour_config(plan: RunPlan) -> NeighbourConfig:
-    """The kNN graph's configuration from the options."""
+def neighbour_config(plan: RunPlan, shuffle_dir: str = "") -> NeighbourConfig:
+    """The kNN graph's configuration from the options (``shuffle_dir``: :func:`knn_shuffle_dir`)."""
     opts = plan.options
     return NeighbourConfig(
-        num_neighbours=opts.num_neighbours, partition_rows=opts.partition_rows, spill=opts.spill
+        num_neighbours=opts.num_neighbours,
+        partition_rows=opts.partition_rows,
+        spill=opts.spill,
+        shuffle_dir=shuffle_dir,
     )
 
 
@@ -113,10 +117,11 @@ class Indexed:
     cache_entries: dict[str, beam.PCollection] | None = None
 
 
-def embed_and_index(docs: beam.PCollection, plan: RunPlan, cache: CachePlan | None) -> Indexed:
+def embed_and_index(
+    docs: beam.PCollection, plan: RunPlan, cache: CachePlan | None, config: NeighbourConfig
+) -> Indexed:
     """Embeds the documents of any modality (through the cache when there is one) and builds
-    the kNN graph (reusing the cached one's rows that are still valid)."""
-    config = neighbour_config(plan)
+    the kNN graph with ``config`` (reusing the cached one's rows that are still valid)."""
     dead: tuple[beam.PCollection, ...] = ()
     if plan.modality.non_text:
         embedded = docs | "EmbedNonText" >> EmbedNonText(plan.modality)
@@ -153,10 +158,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     use_array_coder()  # per-document NumPy arrays cross stages as raw bytes, not pickles
     corpus, docs, dead_letters = _read_documents(pipeline, plan)
     all_docs = docs  # every document read, also those a non-text stage dead-letters (row counts)
-    cache = cache_plan(plan, neighbour_config(plan))
+    config = neighbour_config(plan, knn_shuffle_dir(plan.options.knn_shuffle_dir, pipeline.runner, plan.run_id))
+    cache = cache_plan(plan, config)
     for problem in cache.problems if cache is not None else ():
         print(f"epoxy-beam: warning: {problem}", file=sys.stderr)
-    indexed = embed_and_index(docs, plan, cache)
+    indexed = embed_and_index(docs, plan, cache, config)
     docs, embeddings, neighbours = indexed.docs, indexed.embeddings, indexed.neighbours
     dead_letters.extend(indexed.dead_letters)
     applied = docs | "ApplyLFs" >> ApplyLFs(plan.vote_source())
@@ -253,6 +259,7 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
     set_verbose(options.verbose)
     plan = preflight(options)
     lock = OutputLock(options.output, plan.run_id).acquire()
+    pipeline = None
     try:
         pipeline = beam.Pipeline(options=PipelineOptions(resolve_runner_name(beam_args), save_main_session=False))
         build_pipeline(pipeline, plan)
@@ -264,6 +271,8 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
         raise RunFailed(run_failure_line(error, log_path), log_path) from error
     finally:
         lock.release()  # without wait, the lock covers the launch only (remote outputs: none)
+        if wait and pipeline is not None:  # each kNN join removes its own files; a failed run may leave some
+            remove_directory(knn_shuffle_dir(options.knn_shuffle_dir, pipeline.runner, plan.run_id))
     if wait:
         with FileSystems.open(FileSystems.join(options.output, "summary.json")) as handle:
             print(format_summary(json.load(handle), options.output))

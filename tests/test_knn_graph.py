@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import apache_beam as beam
@@ -18,7 +19,7 @@ from transforms.core.knn_merge import (
     num_partitions,
     spherical_kmeans,
 )
-from transforms.knn_graph import KnnJoin, NeighbourGraph, group_layout, knn_graph_in_memory
+from transforms.knn_graph import KnnJoin, MergeTopKFn, NeighbourGraph, group_layout, knn_graph_in_memory
 from transforms.neighbours import NeighbourConfig
 
 
@@ -56,6 +57,21 @@ def test_merge_is_independent_of_order_and_split():
     expected = (["x", "w", "z"], np.float32([0.9, 0.5, 0.5]))
     for lists in ([a, b, c], [c, b, a], [merge_top_k([a, b], 3), c]):
         ids, sims = merge_top_k(lists, 3)
+        assert ids == expected[0] and sims.tolist() == expected[1].tolist()
+
+
+def test_merge_combiner_packs_compacts_and_equals_the_core_merge():
+    a = (["x", "y"], np.float32([0.9, 0.1]))
+    b = (["z", "x"], np.float32([0.5, 0.9]))
+    c = (["w"], np.float32([0.5]))
+    expected = merge_top_k([a, b, c], 3)
+    combiner = MergeTopKFn(3)
+    left = combiner.add_input(combiner.add_input(combiner.create_accumulator(), a), b)
+    compacted = combiner.compact(left)
+    assert len(compacted) == 1 and isinstance(compacted[0], bytes)  # one bytes value per document
+    right = combiner.add_input(combiner.create_accumulator(), c)
+    for accumulators in ([left, right], [compacted, right], [right, compacted]):
+        ids, sims = combiner.extract_output(combiner.merge_accumulators(accumulators))
         assert ids == expected[0] and sims.tolist() == expected[1].tolist()
 
 
@@ -143,3 +159,20 @@ def test_knn_join_of_new_rows_against_old_queries():
         sims = x[:40] @ x[40:].T
         expected = [(ids[i], ids[40 + int(sims[i].argmax())]) for i in range(40)]
         assert_that(firsts, equal_to(expected))
+
+
+@pytest.mark.parametrize(
+    "runner",
+    [["--runner=FnApiRunner"], ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]],
+    ids=["fn_api", "multi_process"],
+)
+def test_shuffle_through_files_gives_the_same_graph_and_removes_its_files(tmp_path, runner):
+    x = _clustered(150, clusters=4, seed=6)
+    ids = [f"doc{i:03d}" for i in range(150)]
+    config = NeighbourConfig(num_neighbours=4, partition_rows=30, spill=3, max_group_rows=25)
+    in_shuffle = _graph(PipelineOptions(["--runner=FnApiRunner"]), ids, x, config, tmp_path / "a.json")
+    shuffle_dir = tmp_path / "shuffle"
+    with_files = dataclasses.replace(config, shuffle_dir=str(shuffle_dir))
+    assert _graph(PipelineOptions(runner), ids, x, with_files, tmp_path / "b.json") == in_shuffle
+    assert shuffle_dir.is_dir() and not any(shuffle_dir.iterdir())  # the join removed its files
+    assert with_files.fingerprint() == config.fingerprint()  # where rows travel is not the graph

@@ -15,7 +15,9 @@ from transforms.core.knn import exact_knn
 from transforms.core.labeler import LabelerConfig, fit_labeler, label_batch
 from transforms.core.votes import apply_lfs
 from transforms.documents import is_holdout
+from transforms import knn_groups
 from transforms.embed import load_text_model
+from transforms.knn_shuffle import write_chunk
 from transforms.labeling_functions import load_lf_set
 
 NUM_NEIGHBOURS = 5
@@ -108,10 +110,19 @@ def test_summary_accounts_for_every_row_and_reports_dev_metrics(corpus_files, ti
     assert not list((tmp_path / "out").glob("_staging-*"))
 
 
-def test_two_runs_write_identical_labels(corpus_files, tiny_model, tmp_path):
+def test_two_runs_write_identical_labels(corpus_files, tiny_model, tmp_path, monkeypatch):
+    """Also: the kNN rows through files in a named directory, then through Beam's shuffle."""
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
-    weak_label.run(_argv(corpus_files, tiny_model, first))
-    weak_label.run(_argv(corpus_files, tiny_model, second))
+    shuffle_dir = tmp_path / "knn"
+    shuffle_dir.mkdir()
+    written: list[str] = []
+    monkeypatch.setattr(knn_groups, "write_chunk", lambda *a: written.append(write_chunk(*a)) or written[-1])
+    weak_label.run(_argv(corpus_files, tiny_model, first, "--knn_shuffle_dir", str(shuffle_dir)))
+    assert written and all(path.startswith(str(shuffle_dir)) for path in written)
+    assert not list(shuffle_dir.iterdir())  # the run's shuffle files are gone
+    del written[:]
+    weak_label.run(_argv(corpus_files, tiny_model, second, "--knn_shuffle_dir", "none"))
+    assert not written
     for name in ("labels/part-00000-of-00001.parquet", "errors/dead_letter-00000-of-00001.jsonl"):
         with open(f"{first}/{name}", "rb") as a, open(f"{second}/{name}", "rb") as b:
             assert a.read() == b.read(), name

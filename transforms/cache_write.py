@@ -85,7 +85,9 @@ def commit_cache(
             "model_fingerprint": cache.model_fingerprint,
             "embed_precision": cache.precision,
             "graph_key": graph_key(cache.vectors, cache.neighbour_config.fingerprint()),
-            "neighbour_config": dataclasses.asdict(cache.neighbour_config),
+            "neighbour_config": {  # the shuffle directory is a run's, not the graph's
+                key: value for key, value in dataclasses.asdict(cache.neighbour_config).items() if key != "shuffle_dir"
+            },
             "embedding_key": embedding_key(cache.vectors),
             "paths": paths,
             "checksums": {

@@ -12,7 +12,8 @@
 3. **Groups**: a partition with more than ``max_group_rows`` data rows (or queries) is split by a
    stable id hash into sub-groups (data sub-shard × query sub-shard), so a worker holds at most
    ``2 · max_group_rows`` vectors. The layout (a few ints per partition) is a small side input.
-4. **Search**: rows travel to their groups in packed chunks (:mod:`transforms.knn_groups`);
+4. **Search**: rows travel to their groups in packed chunks (:mod:`transforms.knn_groups`;
+   through files with ``shuffle_dir``, :mod:`transforms.knn_shuffle`);
    per group, a ScaNN index is built in the worker over the group's data rows and searched by
    its queries (:func:`transforms.neighbours.search_group`); candidates are re-scored exactly.
 5. **Merge**: the top-k lists of a query from every group it visited are merged
@@ -40,10 +41,13 @@ from transforms.core.knn_merge import (
     assign_partitions,
     merge_top_k,
     num_partitions,
+    pack_top_k,
     spherical_kmeans,
     top_k_exact,
+    unpack_top_k,
 )
 from transforms.knn_groups import BOTH, DATA, FINAL, QUERY, SearchGroupFn, ToGroupsFn
+from transforms.knn_shuffle import RemoveShuffleDir, join_directory
 from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search_candidates
 
 Row = tuple[str, np.ndarray]
@@ -119,22 +123,32 @@ def sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
 
 
 class MergeTopKFn(beam.CombineFn):
-    """Merges ``(ids, sims)`` top-k lists of one document (order and split independent)."""
+    """Merges the top-k lists of one document (order and split independent).
+
+    Values are ``(ids, sims)`` or their :func:`~transforms.core.knn_merge.pack_top_k` bytes.
+    The accumulator is a list of packed lists: adding appends; :meth:`compact` (called by the
+    runner before an accumulator is shuffled) and :meth:`extract_output` merge. What the shuffle
+    holds per document is one ``bytes`` object, not ``k + 2`` Python objects.
+    """
 
     def __init__(self, k: int):
         self._k = k
 
-    def create_accumulator(self) -> tuple[list[str], np.ndarray]:
-        return [], np.zeros(0, np.float32)
+    def create_accumulator(self) -> list[bytes]:
+        return []
 
-    def add_input(self, accumulator: Any, value: Any) -> tuple[list[str], np.ndarray]:
-        return merge_top_k([accumulator, value], self._k)
-
-    def merge_accumulators(self, accumulators: Iterable[Any]) -> tuple[list[str], np.ndarray]:
-        return merge_top_k(accumulators, self._k)
-
-    def extract_output(self, accumulator: Any) -> tuple[list[str], np.ndarray]:
+    def add_input(self, accumulator: list[bytes], value: Any) -> list[bytes]:
+        accumulator.append(value if isinstance(value, bytes) else pack_top_k(*value))
         return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[list[bytes]]) -> list[bytes]:
+        return [packed for accumulator in accumulators for packed in accumulator]
+
+    def compact(self, accumulator: list[bytes]) -> list[bytes]:
+        return accumulator if len(accumulator) < 2 else [pack_top_k(*self.extract_output(accumulator))]
+
+    def extract_output(self, accumulator: list[bytes]) -> tuple[list[str], np.ndarray]:
+        return merge_top_k([unpack_top_k(packed) for packed in accumulator], self._k)
 
 
 def _join(rows: beam.PCollection, config: NeighbourConfig) -> beam.PCollection:
@@ -159,14 +173,18 @@ def _join(rows: beam.PCollection, config: NeighbourConfig) -> beam.PCollection:
             lambda p, c: group_layout(p, {"data": [c[0]], "queries": [c[1]]}, config.max_group_rows)
         )
     )
+    shuffle_dir = join_directory(config.shuffle_dir) if config.shuffle_dir else ""
     searched = (
         homed
-        | "ToGroups" >> beam.ParDo(ToGroupsFn(), layout=layout)
+        | "ToGroups" >> beam.ParDo(ToGroupsFn(shuffle_dir), layout=layout)
         | "GroupByPartition" >> beam.GroupByKey()
         | "SearchGroups" >> beam.ParDo(SearchGroupFn(config)).with_outputs(FINAL, main="partial")
     )
     merged = searched.partial | "MergeTopK" >> beam.CombinePerKey(MergeTopKFn(config.num_neighbours))
-    return (searched[FINAL], merged) | "Graph" >> beam.Flatten()
+    graph = (searched[FINAL], merged) | "Graph" >> beam.Flatten()
+    if shuffle_dir:
+        _ = graph | "RemoveShuffleDir" >> RemoveShuffleDir(shuffle_dir)
+    return graph
 
 
 class KnnJoin(beam.PTransform):

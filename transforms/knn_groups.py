@@ -11,8 +11,8 @@ copies the bytes without pickling.
 :class:`SearchGroupFn` rebuilds a group's data and query matrices in id order straight from the
 chunks (one copy each; one shared copy when every row is both), builds the ScaNN index and emits
 ``(query_id, (neighbour_ids, sims))`` per query: to the ``final`` output when the group is the
-only one the query visits (its list needs no merge), else to the main output, which the join
-merges per query.
+only one the query visits (its list needs no merge), else to the main output as one packed
+``bytes`` value (:func:`transforms.core.knn_merge.pack_top_k`), which the join merges per query.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.core.ids import stable_hash
-from transforms.core.knn_merge import sub_shard
+from transforms.core.knn_merge import pack_top_k, sub_shard
 from transforms.dead_letter import METRICS_NAMESPACE
+from transforms.knn_shuffle import Chunk, read_chunk, write_chunk
 from transforms.neighbours import NeighbourConfig, search_group
 
 GroupKey = tuple[int, int, int]  # (partition, data sub-shard, query sub-shard)
-Chunk = tuple[list[str], bytes, bytes, bytes]  # ids, roles uint8, visits uint32, float32 rows
 DATA, QUERY, BOTH = 1, 2, 3  # role bits of a row
 FINAL = "final"  # SearchGroupFn's output of queries that visit one group only
 CHUNK_ROWS = 1024  # rows per packed chunk
@@ -97,9 +97,12 @@ class ToGroupsFn(beam.DoFn):
     """``(id, vector bytes, role, partitions)`` → ``(group key, chunk)``, packed per bundle.
 
     Memory per bundle is bounded: at most :data:`MAX_BUFFERED_ROWS` rows wait for their chunk.
+    With a ``shuffle_dir`` each chunk is written to a file there and its path is emitted
+    instead (:mod:`transforms.knn_shuffle`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shuffle_dir: str = "") -> None:
+        self._shuffle_dir = shuffle_dir
         self._shuffle_bytes = Metrics.counter(METRICS_NAMESPACE, "knn_graph/shuffle_bytes")
         self._chunks: dict[GroupKey, _ChunkBuilder] = {}
         self._buffered = 0
@@ -125,12 +128,12 @@ class ToGroupsFn(beam.DoFn):
         for key in list(self._chunks):
             yield GlobalWindows.windowed_value((key, self._take(key)))
 
-    def _take(self, key: GroupKey) -> Chunk:
+    def _take(self, key: GroupKey) -> Chunk | str:
         chunk = self._chunks.pop(key)
         self._buffered -= len(chunk.ids)
         packed = chunk.pack()
         self._shuffle_bytes.inc(len(packed[3]) + sum(len(doc_id.encode("utf-8")) for doc_id in chunk.ids))
-        return packed
+        return write_chunk(self._shuffle_dir, key, packed) if self._shuffle_dir else packed
 
 
 def rows_in_id_order(
@@ -160,7 +163,7 @@ def rows_in_id_order(
 
 
 class SearchGroupFn(beam.DoFn):
-    """One group ``(key, [chunk, ...])`` → ``(query_id, (ids, sims))`` per query.
+    """One group ``(key, [chunk or chunk path, ...])`` → ``(query_id, (ids, sims))`` per query.
 
     Queries that visit this group only go to the :data:`FINAL` output; the others to the main
     output (to be merged with their lists from the other groups).
@@ -172,9 +175,9 @@ class SearchGroupFn(beam.DoFn):
         self._group_rows = Metrics.distribution(METRICS_NAMESPACE, "knn_graph/group_rows")
 
     def process(
-        self, keyed: tuple[GroupKey, Iterable[Chunk]]
+        self, keyed: tuple[GroupKey, Iterable[Chunk | str]]
     ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]] | beam.pvalue.TaggedOutput]:
-        chunks = list(keyed[1])
+        chunks = [read_chunk(chunk) if isinstance(chunk, str) else chunk for chunk in keyed[1]]
         ids = np.asarray([doc_id for chunk in chunks for doc_id in chunk[0]], dtype=str)
         roles = np.frombuffer(b"".join(chunk[1] for chunk in chunks), np.uint8)
         visits = np.frombuffer(b"".join(chunk[2] for chunk in chunks), np.uint32)
@@ -189,5 +192,7 @@ class SearchGroupFn(beam.DoFn):
         self._groups.inc()
         self._group_rows.update(len(data_ids))
         for query_id, neighbour_ids, sims in search_group(data_ids, data, query_ids, queries, self._config):
-            result = (query_id, (neighbour_ids, sims))
-            yield beam.pvalue.TaggedOutput(FINAL, result) if final[query_id] else result
+            if final[query_id]:
+                yield beam.pvalue.TaggedOutput(FINAL, (query_id, (neighbour_ids, sims)))
+            else:
+                yield query_id, pack_top_k(neighbour_ids, sims)

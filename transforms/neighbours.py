@@ -28,7 +28,7 @@ from transforms.core.knn_merge import top_k_exact
 # would search every partition).
 GRAPH_VERSION = 2
 # Fields that change how the graph is computed, not the graph: left out of the fingerprint.
-_HOW_NOT_WHAT = ("query_batch_size", "parallel_search")
+_HOW_NOT_WHAT = ("query_batch_size", "parallel_search", "shuffle_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,10 @@ class NeighbourConfig:
         centroid_sample_rows: Rows (smallest id hash) the centroids are fitted on.
         kmeans_iterations: Lloyd iterations of the centroid fit.
         seed: Seed of the centroid fit.
+        shuffle_dir: A directory every worker can read and write: the rows go to their groups
+            through files there and the shuffle carries only paths
+            (:mod:`transforms.knn_shuffle`); ``""`` (default): through the runner's shuffle.
+            The graph is the same either way.
     """
 
     num_neighbours: int = 20
@@ -71,6 +75,7 @@ class NeighbourConfig:
     centroid_sample_rows: int = 20_000
     kmeans_iterations: int = 10
     seed: int = 0
+    shuffle_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.num_neighbours < 1:

@@ -191,6 +191,33 @@ def merge_top_k(
     return [n for _, n in pairs], np.asarray([-s for s, _ in pairs], dtype=np.float32)
 
 
+def pack_top_k(ids: Sequence[str], sims: np.ndarray) -> bytes:
+    """One top-k list as one ``bytes`` value (a shuffled list costs one object, not ``k + 2``).
+
+    Layout: ``uint32`` count ``c``, ``c`` ``uint32`` UTF-8 lengths, ``c`` ``float32`` sims, then
+    the UTF-8 ids; any id round-trips.
+
+    >>> ids, sims = unpack_top_k(pack_top_k(["b", "é", ""], np.float32([.75, .5, .25])))
+    >>> ids, sims.tolist()
+    (['b', 'é', ''], [0.75, 0.5, 0.25])
+    """
+    encoded = [doc_id.encode("utf-8") for doc_id in ids]
+    head = np.empty(1 + len(encoded), np.uint32)
+    head[0] = len(encoded)
+    head[1:] = [len(doc_id) for doc_id in encoded]
+    return head.tobytes() + np.asarray(sims, np.float32).tobytes() + b"".join(encoded)
+
+
+def unpack_top_k(blob: bytes) -> tuple[list[str], np.ndarray]:
+    """The ``(ids, sims)`` of :func:`pack_top_k` bytes (``sims`` a writable copy)."""
+    count = int(np.frombuffer(blob, np.uint32, 1)[0])
+    lengths = np.frombuffer(blob, np.uint32, count, offset=4)
+    sims = np.frombuffer(blob, np.float32, count, offset=4 + 4 * count).copy()
+    ends = (8 * count + 4 + np.cumsum(lengths)).tolist()
+    starts = [8 * count + 4] + ends[:-1]
+    return [blob[start:end].decode("utf-8") for start, end in zip(starts, ends)], sims
+
+
 def exact_nearest_voters(
     queries: np.ndarray,
     query_rows: np.ndarray,
