@@ -21,7 +21,8 @@ of K single-threaded worker processes and runs the job on it.
 Usage::
 
     python benchmarks/pipeline_scale.py --n 20000 [--stand_in_embedder] [--model DIR]
-        [--runner FnApiRunner|DaskRunner] [--dask_workers K] [--data DIR] [--work DIR] [--json OUT]
+        [--runner FnApiRunner|DaskRunner] [--dask_workers K] [--data DIR] [--work DIR]
+        [--job_args 'FLAGS'] [--json OUT]
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ SAMPLE_SECONDS = 0.25
 
 
 class TreeMemory:
-    """Peak summed RSS of this process's children (recursively), sampled in a thread."""
+    """Peak summed RSS of this process's children (recursively), sampled in a thread.
+
+    ``timeline`` holds ``(seconds since start, bytes)`` samples (empty without psutil).
+    """
 
     def __init__(self) -> None:
         self.peak_bytes = 0
+        self.timeline: list[tuple[float, int]] = []
         self.how = "psutil tree sampled every 0.25 s"
         self._stop = threading.Event()
         try:
@@ -77,12 +82,14 @@ class TreeMemory:
     def _sample(self) -> None:
         import psutil
 
+        start = time.perf_counter()
         while not self._stop.is_set():
             total = 0
             for child in self._root.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
             self.peak_bytes = max(self.peak_bytes, total)
+            self.timeline.append((time.perf_counter() - start, total))
             self._stop.wait(SAMPLE_SECONDS)
 
     def __enter__(self) -> "TreeMemory":
@@ -160,8 +167,8 @@ def runner_args(args: argparse.Namespace) -> Iterator[list[str]]:
         yield ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]
 
 
-def timed_child(command: Sequence[str]) -> tuple[float, int, str]:
-    """Runs ``command`` from the repository root; returns (wall s, peak tree RSS, stdout)."""
+def timed_child(command: Sequence[str]) -> tuple[float, TreeMemory, str]:
+    """Runs ``command`` from the repository root; returns (wall s, tree memory, stdout)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
     with TreeMemory() as memory:
         start = time.perf_counter()
@@ -169,7 +176,7 @@ def timed_child(command: Sequence[str]) -> tuple[float, int, str]:
         wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}:\n{done.stderr[-4000:]}")
-    return wall, memory.peak_bytes, done.stdout
+    return wall, memory, done.stdout
 
 
 def embed_only(corpus_glob: str, model: str) -> dict[str, float]:
@@ -192,14 +199,24 @@ def embed_only(corpus_glob: str, model: str) -> dict[str, float]:
     return {"model_load_s": loaded_at - start, "embed_compute_s": done - loaded_at}
 
 
-def stage_figures(summary: dict[str, Any]) -> dict[str, Any]:
-    """Flat per-stage keys from ``summary.json``: rows, first/done seconds, span."""
+def stage_figures(summary: dict[str, Any], timeline: Sequence[tuple[float, int]], offset_s: float) -> dict[str, Any]:
+    """Flat per-stage keys from ``summary.json``: rows, first/done seconds, and the peak RSS.
+
+    ``stage_<name>_window_peak_rss_bytes`` is the largest sampled RSS between the previous
+    stage's ``done`` and this one's (stage times + ``offset_s`` = seconds since the job started):
+    where in the run the memory peaks.
+    """
     figures: dict[str, Any] = {}
-    for stage in summary.get("stages", ()):
+    previous = -offset_s
+    for stage in sorted(summary.get("stages", ()), key=lambda stage: stage["done_s"]):
         name = stage["stage"]
         figures[f"stage_{name}_rows"] = stage["rows"]
         figures[f"stage_{name}_first_s"] = stage["first_s"]
         figures[f"stage_{name}_done_s"] = stage["done_s"]
+        window = [rss for t, rss in timeline if previous + offset_s < t <= stage["done_s"] + offset_s]
+        if window:
+            figures[f"stage_{name}_window_peak_rss_bytes"] = max(window)
+        previous = stage["done_s"]
     return figures
 
 
@@ -220,10 +237,11 @@ def measure(args: argparse.Namespace, work: str) -> dict[str, Any]:
     output = os.path.join(work, "out")
     load_start = os.getloadavg()[0]
     with runner_args(args) as beam_args:
-        command = job_argv(inputs, model, output, beam_args)
-        e2e_s, e2e_rss, _ = timed_child(command)
+        command = job_argv(inputs, model, output, [*beam_args, *shlex.split(args.job_args)])
+        e2e_s, e2e_memory, _ = timed_child(command)
     embed_command = [sys.executable, os.path.abspath(__file__), "--embed_only_child", inputs["corpus"], "--model", model]
-    embed_s, embed_rss, embed_out = timed_child(embed_command)
+    embed_s, embed_memory, embed_out = timed_child(embed_command)
+    e2e_rss, embed_rss = e2e_memory.peak_bytes, embed_memory.peak_bytes
     inner = json.loads(embed_out.strip().splitlines()[-1])
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as handle:
         summary = json.load(handle)
@@ -250,7 +268,7 @@ def measure(args: argparse.Namespace, work: str) -> dict[str, Any]:
         "coverage_after_extension": summary["coverage"]["after_extension"],
         "labelled": summary["rows"]["labelled"],
         "dead_letter": summary["rows"]["dead_letter"],
-        **stage_figures(summary),
+        **stage_figures(summary, e2e_memory.timeline, e2e_s - summary["run"]["wall_seconds"]),
         "cpu_count": os.cpu_count(),
         "load_average_1m_start": load_start,
         "load_average_1m_end": os.getloadavg()[0],
@@ -282,9 +300,11 @@ def report(figures: dict[str, Any]) -> None:
     )
     stages = [key[len("stage_") : -len("_done_s")] for key in figures if key.startswith("stage_") and key.endswith("_done_s")]
     for name in stages:
+        peak = figures.get(f"stage_{name}_window_peak_rss_bytes")
         print(
             f"  stage {name:<10} {figures[f'stage_{name}_rows']:>8} rows, first at "
             f"{figures[f'stage_{name}_first_s']} s, done at {figures[f'stage_{name}_done_s']} s"
+            + ("" if peak is None else f", peak RSS since the stage before {peak / 2**30:.2f} GiB")
         )
     print(f"1-minute load average {figures['load_average_1m_start']:.1f} at start, {figures['load_average_1m_end']:.1f} at end")
 
@@ -300,6 +320,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", default="", help="WRENCH dataset dir to repeat/perturb to --n (default: synthetic)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="", help="work directory (default: a temporary one, removed)")
+    parser.add_argument("--job_args", default="", help="more flags for the job, e.g. '--knn_shuffle_dir none'")
     parser.add_argument("--json", default=None, help="write the figures here")
     parser.add_argument("--embed_only_child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

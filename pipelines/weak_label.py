@@ -27,7 +27,7 @@ from pipelines.options import parse_options
 from pipelines.output_guard import OutputLock
 from pipelines.outputs import write_outputs
 from pipelines.plan import RunPlan, preflight
-from pipelines.runners import knn_shuffle_dir, resolve_runner_name
+from pipelines.runners import IN_PROCESS_RUNNERS, knn_shuffle_dir, resolve_runner_name
 from pipelines.summary import format_summary
 from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs
 from transforms.cache import CachePlan, EmbedWithCache, GraphWithCache
@@ -271,7 +271,9 @@ def run(argv: Sequence[str] | None = None, wait: bool = True) -> Any:
         raise RunFailed(run_failure_line(error, log_path), log_path) from error
     finally:
         lock.release()  # without wait, the lock covers the launch only (remote outputs: none)
-        if wait and pipeline is not None:  # each kNN join removes its own files; a failed run may leave some
+        if pipeline is not None and (wait or isinstance(pipeline.runner, IN_PROCESS_RUNNERS)):
+            # Each kNN join removes its own files; this removes the run's directory (and what a
+            # failed run left). A launched remote job (no wait) may still be reading it.
             remove_directory(knn_shuffle_dir(options.knn_shuffle_dir, pipeline.runner, plan.run_id))
     if wait:
         with FileSystems.open(FileSystems.join(options.output, "summary.json")) as handle:
