@@ -183,12 +183,21 @@ def merge_top_k(
     The same neighbour found in two partitions has the same (exact) similarity, so the merge is
     independent of the order and the split of the lists.
     """
-    best: dict[str, float] = {}
+    pairs: list[tuple[float, str]] = []
     for ids, sims in lists:
-        for neighbour, sim in zip(ids, np.asarray(sims, np.float32)):
-            best[neighbour] = max(float(sim), best.get(neighbour, -np.inf))
-    pairs = sorted((-sim, neighbour) for neighbour, sim in best.items())[:k]
-    return [n for _, n in pairs], np.asarray([-s for s, _ in pairs], dtype=np.float32)
+        pairs.extend(zip((-np.asarray(sims, np.float32)).tolist(), ids))
+    pairs.sort()  # a neighbour's first pair holds its largest similarity
+    merged_ids: list[str] = []
+    merged_sims: list[float] = []
+    seen: set[str] = set()
+    for negative_sim, neighbour in pairs:
+        if len(merged_ids) >= k:
+            break
+        if neighbour not in seen:
+            seen.add(neighbour)
+            merged_ids.append(neighbour)
+            merged_sims.append(-negative_sim)
+    return merged_ids, np.asarray(merged_sims, dtype=np.float32)
 
 
 def pack_top_k(ids: Sequence[str], sims: np.ndarray) -> bytes:
