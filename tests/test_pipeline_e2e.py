@@ -128,6 +128,19 @@ def test_two_runs_write_identical_labels(corpus_files, tiny_model, tmp_path, mon
             assert a.read() == b.read(), name
 
 
+def test_a_failed_run_leaves_no_knn_shuffle_files(corpus_files, tiny_model, tmp_path, monkeypatch):
+    def fail(self, keyed):
+        raise RuntimeError("search failed on purpose")
+
+    monkeypatch.setattr(knn_groups.SearchGroupFn, "process", fail)
+    shuffle_dir = tmp_path / "knn"
+    shuffle_dir.mkdir()
+    argv = _argv(corpus_files, tiny_model, str(tmp_path / "out"), "--knn_shuffle_dir", str(shuffle_dir))
+    with pytest.raises(weak_label.RunFailed, match="search failed on purpose"):
+        weak_label.run(argv)
+    assert not list(shuffle_dir.iterdir())  # the chunks were written, then removed by run()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
