@@ -104,13 +104,17 @@ class _LFTimeout(BaseException):
     """Injected into an abandoned LF thread to stop it."""
 
 
+_SKIPPED = object()  # the result of an LF a job did not call (too many stuck calls)
+
+
 @dataclasses.dataclass
 class _Job:
-    """The LFs ``start..`` of one row, run by a helper thread."""
+    """The LFs ``start..`` of one row, run by a helper thread; the LFs in ``skip`` are not called."""
 
     row: Any
     start: int
     cardinality: int
+    skip: frozenset = frozenset()
     results: list = dataclasses.field(default_factory=list)
     outputs: dict = dataclasses.field(default_factory=dict)
     current: int = -1
@@ -123,6 +127,9 @@ def _run_lfs(lfs: Sequence[LabelingFunction], job: _Job) -> None:
     """Runs the LFs ``job.start..`` on the job's row in this thread, capturing their output."""
     ident = threading.get_ident()
     for j in range(job.start, len(lfs)):
+        if j in job.skip:
+            job.results.append(_SKIPPED)
+            continue
         capture = _Capture()
         job.current, job.started_at = j, time.monotonic()
         _CAPTURES[ident] = capture
@@ -207,15 +214,13 @@ class GuardedLFs:
         outputs: dict[str, tuple[str, int]] = {}
         start = 0
         while start < len(self._lfs):
-            stuck = [thread for thread in self._stuck.get(start, ()) if thread.is_alive()]
-            self._stuck[start] = stuck
-            if len(stuck) >= MAX_STUCK_CALLS:
-                failures.append(self._timeout(start, still_running=True))
-                start += 1
-                continue
-            job = _Job(row=row, start=start, cardinality=self._cardinality)
+            job = _Job(row=row, start=start, cardinality=self._cardinality, skip=self._stuck_lfs())
             finished = self._run_job(job)
-            for offset, (vote, failure) in enumerate(job.results):
+            for offset, result in enumerate(job.results):
+                if result is _SKIPPED:
+                    failures.append(self._timeout(start + offset, still_running=True))
+                    continue
+                vote, failure = result
                 if failure is not None:
                     failures.append(failure)
                 else:
@@ -228,6 +233,12 @@ class GuardedLFs:
         if USER_INTERRUPT.is_set():
             raise KeyboardInterrupt("the run was interrupted by the user")
         return votes, failures, outputs
+
+    def _stuck_lfs(self) -> frozenset:
+        """The LFs with :data:`MAX_STUCK_CALLS` abandoned calls still running (not called again)."""
+        for j, threads in self._stuck.items():
+            self._stuck[j] = [thread for thread in threads if thread.is_alive()]
+        return frozenset(j for j, threads in self._stuck.items() if len(threads) >= MAX_STUCK_CALLS)
 
     def _run_job(self, job: _Job) -> bool:
         """Runs ``job``; False when its current LF overran the budget (the job is abandoned)."""
