@@ -1,9 +1,11 @@
 """Cost of running LFs under a time budget (``--lf_timeout_s``) against running them inline.
 
-Applies the bundled YouTube demo LFs to the demo comments, row by row, the way the apply stage
-does (:class:`transforms.core.lf_guard.GuardedLFs`), with the budget (one helper thread per
-guard, one hand-off per row) and without it (``--lf_timeout_s 0``), and prints the time per row
-of each and the difference.
+Applies the bundled YouTube demo LFs to the demo comments with
+:class:`transforms.core.lf_guard.GuardedLFs`: without the budget (``--lf_timeout_s 0``,
+``inline``), with it one row per hand-off to the helper thread (``budget``: the apply stage
+before batching) and with it in batches of :data:`transforms.apply_lfs.BATCH_ROWS` rows per
+hand-off (``budget_batched``: the apply stage now), and prints the time per row of each and the
+overheads against ``inline``.
 
     python -m benchmarks.lf_guard [--repeats 3] [--json benchmarks/results/lf_guard.json]
 """
@@ -18,6 +20,7 @@ import sys
 import time
 
 from benchmarks.results_io import write_json
+from transforms.apply_lfs import BATCH_ROWS
 from transforms.core.document import lf_row
 from transforms.core.lf_guard import GuardedLFs
 from transforms.labeling_functions import load_lf_set
@@ -37,13 +40,13 @@ def _rows() -> list:
 
 
 def _seconds_per_row(guards: dict, rows: list, repeats: int) -> dict:
-    """The best time per row of each guard; the guards take turns, so load hits all alike."""
+    """The best time per row of each ``(guard, rows per hand-off)``; they take turns (same load)."""
     best = {name: float("inf") for name in guards}
     for _ in range(repeats):
-        for name, guard in guards.items():
+        for name, (guard, batch) in guards.items():
             started = time.perf_counter()
-            for row in rows:
-                guard.apply(row)
+            for start in range(0, len(rows), batch):
+                guard.apply_rows(rows[start : start + batch])
             best[name] = min(best[name], (time.perf_counter() - started) / len(rows))
     return best
 
@@ -57,16 +60,17 @@ def main(argv: list[str] | None = None) -> None:
     rows = _rows()
     cardinality = len(lf_set.class_names) or 2
     guards = {
-        "inline": GuardedLFs(lf_set.lfs, cardinality, 0),
-        "budget": GuardedLFs(lf_set.lfs, cardinality, 10.0),
+        "inline": (GuardedLFs(lf_set.lfs, cardinality, 0), BATCH_ROWS),
+        "budget": (GuardedLFs(lf_set.lfs, cardinality, 10.0), 1),
+        "budget_batched": (GuardedLFs(lf_set.lfs, cardinality, 10.0), BATCH_ROWS),
     }
     best = _seconds_per_row(guards, rows, args.repeats)
-    guards["budget"].close()
-    figures = {"rows": len(rows), "lfs": len(lf_set.lfs)}
+    for guard, _ in guards.values():
+        guard.close()
+    figures = {"rows": len(rows), "lfs": len(lf_set.lfs), "batch_rows": BATCH_ROWS}
     figures.update({f"{name}_us_per_row": round(t * 1e6, 1) for name, t in best.items()})
-    figures["overhead_us_per_row"] = round(
-        figures["budget_us_per_row"] - figures["inline_us_per_row"], 1
-    )
+    for name in ("budget", "budget_batched"):
+        figures[f"{name}_overhead_us_per_row"] = round(figures[f"{name}_us_per_row"] - figures["inline_us_per_row"], 1)
     for name, value in figures.items():
         print(f"{name}: {value}")
     print("reproduce: python -m benchmarks.lf_guard " + " ".join(sys.argv[1:]))

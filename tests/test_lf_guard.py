@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from transforms.core.document import lf_row
 from transforms.core.lf_guard import MAX_STUCK_CALLS, GuardedLFs
 from transforms.core.lfs import labeling_function
 
@@ -48,3 +49,26 @@ def test_a_blocked_lf_is_called_again_once_its_stuck_calls_have_returned():
     time.sleep(0.5)  # the abandoned sleeps return, their threads end
     guard.apply({"id": "later", "text": "t"})
     assert len(calls) == MAX_STUCK_CALLS + 1
+
+
+def test_rows_in_one_hand_off_equal_rows_one_by_one_with_an_overrun_in_the_middle():
+    @labeling_function()
+    def slow_on_row_3(x):
+        if x.id == "3":
+            time.sleep(1.0)
+        return int(x.id) % 2
+
+    @labeling_function()
+    def prints(x):
+        print("row", x.id)
+        return 1 if x.id == "5" else -1
+
+    rows = [lf_row({"id": str(i), "text": "t"}) for i in range(8)]
+    batched = GuardedLFs([slow_on_row_3, prints], cardinality=2, timeout_s=0.2).apply_rows(rows)
+    one_by_one = [GuardedLFs([slow_on_row_3, prints], cardinality=2, timeout_s=0.2).apply(row) for row in rows]
+    for (votes, failures, outputs), (votes_1, failures_1, outputs_1) in zip(batched, one_by_one):
+        assert votes.tolist() == votes_1.tolist()
+        assert [(f.lf_name, f.cause) for f in failures] == [(f.lf_name, f.cause) for f in failures_1]
+        assert outputs == outputs_1
+    assert batched[3][0].tolist() == [-1, -1] and batched[3][1][0].cause == "timeout"
+    assert batched[5][0].tolist() == [1, 1] and batched[5][2] == {"prints": ("row 5\n", 6)}

@@ -14,11 +14,12 @@ precomputed vote list is invalid goes to the dead letter.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.core.document import lf_row
 from transforms.core.lf_guard import GuardedLFs
@@ -28,6 +29,7 @@ from transforms.labeling_functions import LFSet, load_lf_set, load_lf_set_from_s
 
 LF_FAILURES_TAG = "lf_failures"
 LF_OUTPUT_CAUSE = "lf_output"  # a sample of what an LF printed (not a failure)
+BATCH_ROWS = 256  # documents per hand-off to the LF thread
 VOTES_TAG = "votes"
 
 
@@ -79,23 +81,33 @@ class VoteSource:
         return load_lf_set(self.lf_spec).lfs
 
 
-def document_votes(
-    guard: GuardedLFs, source: VoteSource, doc: Mapping[str, Any]
-) -> tuple[np.ndarray, list, dict[str, tuple[str, int]], DeadLetter | None]:
-    """Computes one document's votes: the per-row function behind the DoFn and local paths.
+def documents_votes(
+    guard: GuardedLFs, source: VoteSource, docs: Sequence[Mapping[str, Any]]
+) -> list[tuple[np.ndarray, list, dict[str, tuple[str, int]], DeadLetter | None]]:
+    """Computes the votes of documents: the function behind the DoFn and local paths.
+
+    The LFs run over all the rows in one hand-off to the guard's helper thread
+    (:meth:`~transforms.core.lf_guard.GuardedLFs.apply_rows`), each LF and row with its budget.
 
     Args:
         guard: The LF set (may be empty when only a votes column is used), guarded.
         source: The vote source configuration.
-        doc: A document record (``id``, ``text``, ``fields``).
+        docs: Document records (``id``, ``text``, ``fields``).
 
     Returns:
-        ``(votes, lf_failures, lf_outputs, dead_letter)``; ``lf_outputs`` holds what LFs
-        printed; ``dead_letter`` is set (and the votes must not be used) when the precomputed
+        Per document ``(votes, lf_failures, lf_outputs, dead_letter)``; ``lf_outputs`` holds what
+        LFs printed; ``dead_letter`` is set (and the votes must not be used) when the precomputed
         vote list is invalid.
     """
-    row = lf_row(doc)
-    votes, failures, outputs = guard.apply(row)
+    rows = [lf_row(doc) for doc in docs]
+    applied = guard.apply_rows(rows)
+    return [_with_column(source, doc, row, *result) for doc, row, result in zip(docs, rows, applied)]
+
+
+def _with_column(
+    source: VoteSource, doc: Mapping[str, Any], row: Any, votes: np.ndarray, failures: list, outputs: dict
+) -> tuple[np.ndarray, list, dict[str, tuple[str, int]], DeadLetter | None]:
+    """One document's LF votes followed by its precomputed vote column, if the source has one."""
     if not source.votes_field:
         return votes, failures, outputs, None
     try:
@@ -120,12 +132,15 @@ class ApplyLFsFn(beam.DoFn):
 
     Every LF failure yields ``(lf_name, 1)`` on ``lf_failures`` and a :class:`DeadLetter` (with
     ``lf`` set, ``counts_as_input_row=False``) on the dead letter; :class:`ApplyLFs` keeps a
-    bounded, id-ordered sample of the latter.
+    bounded, id-ordered sample of the latter. Documents are voted on in batches of up to
+    :data:`BATCH_ROWS` (one hand-off to the LF thread per batch); each output keeps its
+    document's window and timestamp.
     """
 
     def __init__(self, source: VoteSource):
         self._source = source
         self._guard: GuardedLFs | None = None
+        self._buffer: list[tuple[Mapping[str, Any], Any, Any]] = []
 
     def setup(self) -> None:
         self._guard = GuardedLFs(
@@ -136,9 +151,33 @@ class ApplyLFsFn(beam.DoFn):
         if self._guard is not None:
             self._guard.close()
 
-    def process(self, doc: Mapping[str, Any]) -> Iterator[Any]:
+    def start_bundle(self) -> None:
+        self._buffer = []
+
+    def process(
+        self, doc: Mapping[str, Any], window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterator[Any]:
+        self._buffer.append((doc, window, timestamp))
+        if len(self._buffer) >= BATCH_ROWS:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        yield from self._flush()
+
+    def _flush(self) -> Iterator[Any]:
         assert self._guard is not None
-        votes, failures, outputs, dead = document_votes(self._guard, self._source, doc)
+        buffered, self._buffer = self._buffer, []
+        voted = documents_votes(self._guard, self._source, [doc for doc, _, _ in buffered])
+        for (doc, window, timestamp), result in zip(buffered, voted):
+            for output in self._outputs(doc, *result):
+                tag, value = (output.tag, output.value) if isinstance(output, beam.pvalue.TaggedOutput) else (None, output)
+                windowed = WindowedValue(value, timestamp, [window])
+                yield windowed if tag is None else beam.pvalue.TaggedOutput(tag, windowed)
+
+    def _outputs(
+        self, doc: Mapping[str, Any], votes: np.ndarray, failures: list, outputs: dict, dead: DeadLetter | None
+    ) -> Iterator[Any]:
+        """One document's tagged outputs (and counters)."""
         for failure in failures:
             Metrics.counter(METRICS_NAMESPACE, f"lf_failures/{failure.lf_name}").inc()
             yield beam.pvalue.TaggedOutput(LF_FAILURES_TAG, (failure.lf_name, 1))
