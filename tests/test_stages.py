@@ -8,9 +8,11 @@ import pickle
 import apache_beam as beam
 import numpy as np
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from tests.conftest import LF_SOURCE
-from transforms.apply_lfs import LF_FAILURES_TAG, VOTES_TAG, ApplyLFs, ApplyLFsFn, VoteSource
+from transforms.apply_lfs import BATCH_ROWS, LF_FAILURES_TAG, VOTES_TAG, ApplyLFs, ApplyLFsFn, VoteSource
 from transforms.core.extension import nearest_voters
 from transforms.core.labeler import LabelerConfig, fit_labeler
 from transforms.core.statistics import LabelStatistics
@@ -46,24 +48,45 @@ def _source(lf_source: str = LF_SOURCE, **kwargs) -> VoteSource:
     return VoteSource.from_lf_set(lf_set, cardinality=2, **kwargs)
 
 
+def _apply(fn: ApplyLFsFn, *docs: dict) -> list[tuple[str, object]]:
+    """The DoFn as a plain object: one bundle of ``docs``; its outputs as ``(tag, value)``.
+
+    The fn votes in batches, so outputs may come from ``process`` or ``finish_bundle``; each is a
+    windowed value carrying its document's window.
+    """
+    fn.start_bundle()
+    outputs = [out for doc in docs for out in fn.process(doc, window=GlobalWindow(), timestamp=MIN_TIMESTAMP)]
+    outputs += list(fn.finish_bundle())
+    assert all(out.value.windows == [GlobalWindow()] for out in outputs)
+    return [(out.tag, out.value.value) for out in outputs]
+
+
 def test_apply_fn_as_plain_object():
     fn = ApplyLFsFn(_source(votes_field="", num_column_votes=0))
     fn.setup()
+    ((tag, value),) = _apply(fn, _doc("a", "subscribe http now"))
+    assert tag == VOTES_TAG
+    assert value[0] == "a"
+    assert value[1].tolist() == [1, 1, -1, -1, -1, 0]
+
+
+def test_apply_fn_votes_in_batches_and_keeps_the_input_order():
+    fn = ApplyLFsFn(_source(votes_field="", num_column_votes=0))
+    fn.setup()
+    docs = [_doc(f"d{i:04d}", "subscribe" if i % 3 else "song") for i in range(BATCH_ROWS + 10)]
     fn.start_bundle()
-    (out,) = list(fn.process(_doc("a", "subscribe http now")))
-    assert out.tag == VOTES_TAG
-    assert out.value[0] == "a"
-    assert out.value[1].tolist() == [1, 1, -1, -1, -1, 0]
+    early = [out for doc in docs for out in fn.process(doc, window=GlobalWindow(), timestamp=MIN_TIMESTAMP)]
+    late = list(fn.finish_bundle())
+    assert len(early) == BATCH_ROWS and len(late) == 10  # a full batch is voted on at once
+    assert [out.value.value[0] for out in early + late] == [doc["id"] for doc in docs]
 
 
 def test_apply_fn_routes_lf_failures_and_keeps_the_row():
     fn = ApplyLFsFn(_source(FAILING_LFS, votes_field="", num_column_votes=0))
     fn.setup()
-    fn.start_bundle()
-    outputs = list(fn.process(_doc("a", "xyz")))
     by_tag = {}
-    for out in outputs:
-        by_tag.setdefault(out.tag, []).append(out.value)
+    for tag, value in _apply(fn, _doc("a", "xyz")):
+        by_tag.setdefault(tag, []).append(value)
     assert by_tag[VOTES_TAG][0][1].tolist() == [-1, -1]
     assert sorted(by_tag[LF_FAILURES_TAG]) == [("crashes_on_x", 1), ("returns_string", 1)]
     causes = sorted(dead.cause for dead in by_tag[DEAD_LETTER_TAG])
@@ -76,19 +99,17 @@ def test_apply_fn_pickles_without_live_lfs():
     fn = ApplyLFsFn(_source(votes_field="", num_column_votes=0))
     clone = pickle.loads(pickle.dumps(fn))
     clone.setup()
-    clone.start_bundle()
-    assert list(clone.process(_doc("a", "song")))[0].value[1].tolist()[3] == 0
+    assert _apply(clone, _doc("a", "song"))[0][1][1].tolist()[3] == 0
 
 
 def test_votes_column_appends_and_bad_lists_go_to_dead_letter():
     fn = ApplyLFsFn(_source(votes_field="weak", num_column_votes=2))
     fn.setup()
-    fn.start_bundle()
-    (good,) = list(fn.process(_doc("a", "song", weak=[1, -1])))
-    assert good.value[1].tolist() == [-1, -1, -1, 0, -1, 0, 1, -1]
+    ((_, good),) = _apply(fn, _doc("a", "song", weak=[1, -1]))
+    assert good[1].tolist() == [-1, -1, -1, 0, -1, 0, 1, -1]
     for bad in ([1], [1, 7], "1,1", None, [True, 0]):
-        (dead,) = list(fn.process(_doc("b", "song", weak=bad)))
-        assert dead.tag == DEAD_LETTER_TAG and dead.value.cause == "bad_votes"
+        ((tag, dead),) = _apply(fn, _doc("b", "song", weak=bad))
+        assert tag == DEAD_LETTER_TAG and dead.cause == "bad_votes"
 
 
 def test_apply_transform():
