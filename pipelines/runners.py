@@ -56,4 +56,3 @@ def knn_shuffle_dir(option: str, runner: Any, run_id: str) -> str:
         return ""
     parent = tempfile.gettempdir() if option == "auto" else option
     return FileSystems.join(parent, f"epoxy-knn-{run_id}")
-

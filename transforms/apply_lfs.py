@@ -169,19 +169,17 @@ class ApplyLFsFn(beam.DoFn):
         buffered, self._buffer = self._buffer, []
         voted = documents_votes(self._guard, self._source, [doc for doc, _, _ in buffered])
         for (doc, window, timestamp), result in zip(buffered, voted):
-            for output in self._outputs(doc, *result):
-                tag, value = (output.tag, output.value) if isinstance(output, beam.pvalue.TaggedOutput) else (None, output)
-                windowed = WindowedValue(value, timestamp, [window])
-                yield windowed if tag is None else beam.pvalue.TaggedOutput(tag, windowed)
+            for tag, value in self._outputs(doc, *result):
+                yield beam.pvalue.TaggedOutput(tag, WindowedValue(value, timestamp, [window]))
 
     def _outputs(
         self, doc: Mapping[str, Any], votes: np.ndarray, failures: list, outputs: dict, dead: DeadLetter | None
-    ) -> Iterator[Any]:
-        """One document's tagged outputs (and counters)."""
+    ) -> Iterator[tuple[str, Any]]:
+        """One document's ``(tag, value)`` outputs (and counters)."""
         for failure in failures:
             Metrics.counter(METRICS_NAMESPACE, f"lf_failures/{failure.lf_name}").inc()
-            yield beam.pvalue.TaggedOutput(LF_FAILURES_TAG, (failure.lf_name, 1))
-            yield beam.pvalue.TaggedOutput(
+            yield LF_FAILURES_TAG, (failure.lf_name, 1)
+            yield (
                 DEAD_LETTER_TAG,
                 DeadLetter(
                     stage="apply_lfs",
@@ -196,7 +194,7 @@ class ApplyLFsFn(beam.DoFn):
             )
         for lf_name, (sample, total) in outputs.items():
             Metrics.counter(METRICS_NAMESPACE, f"lf_output_chars/{lf_name}").inc(total)
-            yield beam.pvalue.TaggedOutput(
+            yield (
                 DEAD_LETTER_TAG,
                 DeadLetter(
                     stage="apply_lfs",
@@ -213,10 +211,10 @@ class ApplyLFsFn(beam.DoFn):
             )
         if dead is not None:
             Metrics.counter(METRICS_NAMESPACE, dead.counter_name).inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead)
+            yield DEAD_LETTER_TAG, dead
             return
         Metrics.counter(METRICS_NAMESPACE, "apply_lfs/rows").inc()
-        yield beam.pvalue.TaggedOutput(VOTES_TAG, (doc["id"], votes))
+        yield VOTES_TAG, (doc["id"], votes)
 
 
 def failure_sample_order(dead: DeadLetter) -> tuple[str, str, str]:

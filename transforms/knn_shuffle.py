@@ -68,13 +68,12 @@ def write_chunk(directory: str, key: tuple[int, ...], chunk: Chunk) -> str:
 def read_chunk(path: str) -> Chunk:
     """The chunk :func:`write_chunk` wrote at ``path`` (vectors as a read-only buffer)."""
     with FileSystems.open(path) as handle:
-        table = pa.ipc.open_stream(handle).read_all().combine_chunks()
-    vectors = table.column("vector").chunk(0) if table.num_rows else pa.array([], pa.binary(4))
+        table = pa.ipc.open_stream(handle).read_all()
     return (
         table.column("id").to_pylist(),
         table.column("role").to_numpy().tobytes(),
         table.column("visits").to_numpy().tobytes(),
-        _fixed_size_values(vectors),
+        _fixed_size_values(table.column("vector").combine_chunks()),
     )
 
 

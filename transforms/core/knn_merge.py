@@ -222,8 +222,9 @@ def unpack_top_k(blob: bytes) -> tuple[list[str], np.ndarray]:
     count = int(np.frombuffer(blob, np.uint32, 1)[0])
     lengths = np.frombuffer(blob, np.uint32, count, offset=4)
     sims = np.frombuffer(blob, np.float32, count, offset=4 + 4 * count).copy()
-    ends = (8 * count + 4 + np.cumsum(lengths)).tolist()
-    starts = [8 * count + 4] + ends[:-1]
+    ids_start = 4 + 8 * count
+    ends = (ids_start + np.cumsum(lengths)).tolist()
+    starts = [ids_start] + ends[:-1]
     return [blob[start:end].decode("utf-8") for start, end in zip(starts, ends)], sims
 
 
