@@ -177,6 +177,8 @@ def run_case(
         leaves_to_search_share=args.leaves_to_search_share,
         brute_force_max_rows=args.brute_force_max_rows,
         reorder_multiplier=args.reorder_multiplier,
+        tree_training_rows=args.tree_training_rows,
+        quantizer_training_rows=args.quantizer_training_rows,
     )
     start = time.perf_counter()
     neighbours, sims, figures = knn_graph_in_memory(x, config)
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaves_to_search_share", type=float, default=NeighbourConfig.leaves_to_search_share)
     parser.add_argument("--brute_force_max_rows", type=int, default=NeighbourConfig.brute_force_max_rows)
     parser.add_argument("--reorder_multiplier", type=int, default=NeighbourConfig.reorder_multiplier)
+    parser.add_argument("--tree_training_rows", type=int, default=NeighbourConfig.tree_training_rows)
+    parser.add_argument("--quantizer_training_rows", type=int, default=NeighbourConfig.quantizer_training_rows)
     parser.add_argument("--exact_sample", type=int, default=1000)
     parser.add_argument("--fallback_max_voters", type=int, default=2000)
     parser.add_argument("--real", default=None, help="WRENCH data root with youtube/ and trec/")

@@ -6,7 +6,9 @@ For one WRENCH set, without any gold row in the fit:
   labels are read here for this diagnosis only; no fit and no choice sees them);
 * valid score of one ridge end model on the label model's hard labels, trained on the covered
   *train* rows (what ``transfer`` does) or on every covered row (what the labeler does);
-* majority vote with ties to the lowest class id (the baseline) and broken at random.
+* majority vote with ties to the lowest class id (the baseline) and broken at random, the
+  share of covered rows whose votes tie, and how often the lowest tied class id is the gold
+  class on them.
 
 Usage::
 
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"majority_vote_ties_lowest_{split}"] = task.score(rows, counts.argmax(1))
         draws = [task.score(rows, (counts + 1e-3 * rng.random(counts.shape)).argmax(1)) for _ in range(20)]
         figures[f"majority_vote_ties_random_{split}"] = float(np.mean(draws))
+        tied = rows & lm.covered & ((counts == counts.max(axis=1, keepdims=True)).sum(axis=1) > 1)
+        figures[f"tied_rows_{split}"] = float(tied.sum() / max(1, (rows & lm.covered).sum()))
+        figures[f"ties_lowest_class_right_{split}"] = float((counts.argmax(1) == task.gold)[tied].mean()) if tied.any() else float("nan")
     for name, value in figures.items():
         print(f"  {name}: {value:.4f}")
     finish(figures, args.json)

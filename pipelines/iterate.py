@@ -134,7 +134,6 @@ class Session:
         self._fingerprints = {lf.name: lf_fingerprint(lf) for lf in self.lfs}
         sample = select_fit_sample(ids, votes[:, :0], votes[:, :0], votes[:, :0], None, gold, config.sample_size)
         self._sample_rows = np.searchsorted(ids, sample.ids)
-        self._gold_rows = self._sample_rows[sample.gold >= 0]
         self._dev_rows = np.flatnonzero(eval_gold >= 0)
         self._fast: IncrementalLabeler | None = None
         self.last_apply_seconds = 0.0
@@ -359,8 +358,9 @@ class Session:
             fast.update_column(j, self.votes[:, j], self.nn_sim[:, j], self.nn_vote[:, j], self._sample_rows)
         fast.dirty.clear()
         no_end_model = dataclasses.replace(fast.config, end_model=False)
+        # The whole sample's own votes (not only its gold rows): the exception pairs come from them.
         fitted = fit_models(
-            self.lf_names, no_end_model, self._sample(self._gold_rows, False), fast.thresholds.copy(), fast.stats
+            self.lf_names, no_end_model, self._sample(self._sample_rows, False), fast.thresholds.copy(), fast.stats
         )
         fitted = dataclasses.replace(fitted, end_model=fast.end_model, config=fast.config)
         return fitted, fast.labels(fitted.label_model), fast.stats

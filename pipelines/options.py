@@ -155,6 +155,10 @@ class WeakLabelOptions:
         "binary task)."
     )
     extension: bool = _option(True, "Extend LF votes to nearby documents (Epoxy).")
+    lf_exceptions: bool = _option(
+        True, "Where a narrow LF that fires only inside a broader one votes another class, the "
+        "label model ignores the broader LF's vote (a rule's exception wins)."
+    )
     end_model: bool = _option(
         True, "Train a small model on the embeddings from the label model's posteriors."
     )

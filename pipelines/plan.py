@@ -136,6 +136,7 @@ class RunPlan:
             cardinality=self.cardinality,
             label_model=opts.label_model,
             extension=opts.extension,
+            lf_exceptions=opts.lf_exceptions,
             thresholds=opts.thresholds,
             end_model=opts.end_model,
             metric=opts.metric,

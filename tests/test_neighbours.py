@@ -1,12 +1,21 @@
 """The ScaNN neighbour stage: plain functions, DoFns as objects, and the PTransform."""
 
+import dataclasses
+
 import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.knn_graph import NeighbourGraph
-from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search, search_group
+from transforms.neighbours import (
+    LoadedIndex,
+    NeighbourConfig,
+    build_searcher,
+    search,
+    search_group,
+    searcher_builder,
+)
 
 
 def _unit_vectors(n: int, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -47,6 +56,33 @@ def test_tree_index_recall_on_clustered_data():
     exact = _exact(vectors, ids, 10)
     recall = np.mean([len(set(nb) & set(exact[i])) / 10 for i, nb, _ in results])
     assert recall >= 0.9
+
+
+def test_index_training_samples_are_scanns_and_a_small_quantiser_sample_keeps_recall():
+    """The tree and the quantiser train on the configured samples; a tenth of the rows for the
+    quantiser costs no recall (the exact re-scoring absorbs it)."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(20, 16))
+    vectors = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [str(i) for i in range(3000)]
+    exact = _exact(vectors, ids, 10)
+    recall = {}
+    for rows in (300, 3000):
+        config = NeighbourConfig(
+            num_neighbours=10, brute_force_max_rows=100, leaves_to_search_share=0.2,
+            tree_training_rows=2000, quantizer_training_rows=rows,
+        )
+        scann_config = searcher_builder(vectors, config).create_config()
+        assert "expected_sample_size: 2000" in scann_config
+        assert f"expected_sample_size: {rows}" in scann_config
+        index = LoadedIndex(build_searcher(vectors, config), np.asarray(ids), vectors)
+        results = search(index, ids[:300], vectors[:300], 10)
+        recall[rows] = np.mean([len(set(nb) & set(exact[i])) / 10 for i, nb, _ in results])
+    assert recall[300] >= 0.9 and recall[300] >= recall[3000] - 0.02
+    assert config.fingerprint() != dataclasses.replace(config, quantizer_training_rows=301).fingerprint()
+    with pytest.raises(ValueError, match="tree_training_rows=0 must be at least 1"):
+        NeighbourConfig(tree_training_rows=0)
 
 
 def test_parallel_search_gives_the_serial_graph_and_the_same_cache_key():

@@ -41,6 +41,13 @@ class NeighbourConfig:
             above, a ScaNN tree + asymmetric hashing index with exact re-ordering.
         leaves_to_search_share: Share of tree leaves searched per query (tree index only).
         reorder_multiplier: Candidates re-scored exactly, as a multiple of ``num_neighbours``.
+        tree_training_rows: Rows (ScaNN's sample) the index's tree of leaves is trained on. A
+            smaller sample costs recall (a spilled query's neighbours sit near the leaves'
+            borders): half of the rows cost 0.005 at 1M's layout (``docs/scale.md``).
+        quantizer_training_rows: Rows (ScaNN's sample) the asymmetric-hashing codebooks are
+            trained on. A quarter of the rows costs no recall (the exact re-scoring of
+            ``reorder_multiplier · num_neighbours`` candidates absorbs a coarser quantiser)
+            and 40 % of a 100k index's build time.
         query_batch_size: Queries per ScaNN search call.
         parallel_search: Search each batch with ScaNN's own thread pool (one thread per core:
             :func:`search_candidates`); ``False`` where each worker process has one core.
@@ -67,6 +74,8 @@ class NeighbourConfig:
     brute_force_max_rows: int = 50_000
     leaves_to_search_share: float = 0.05
     reorder_multiplier: int = 10
+    tree_training_rows: int = 250_000
+    quantizer_training_rows: int = 25_000
     query_batch_size: int = 1024
     parallel_search: bool = True
     partition_rows: int = 100_000
@@ -82,7 +91,10 @@ class NeighbourConfig:
             raise ValueError(
                 f"num_neighbours={self.num_neighbours} must be at least 1 (try 20)"
             )
-        for name in ("partition_rows", "max_group_rows", "centroid_sample_rows"):
+        for name in (
+            "partition_rows", "max_group_rows", "centroid_sample_rows", "tree_training_rows",
+            "quantizer_training_rows",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.spill < 0:
@@ -107,6 +119,11 @@ def build_searcher(embeddings: np.ndarray, config: NeighbourConfig) -> Any:
     Returns:
         A ScaNN searcher whose default neighbour count is ``num_neighbours + 1`` (self included).
     """
+    return searcher_builder(embeddings, config).build()
+
+
+def searcher_builder(embeddings: np.ndarray, config: NeighbourConfig) -> Any:
+    """The configured ScaNN builder of :func:`build_searcher` (``create_config()`` shows it)."""
     import scann  # Deferred: ScaNN loads TensorFlow ops.
 
     n = embeddings.shape[0]
@@ -115,18 +132,21 @@ def build_searcher(embeddings: np.ndarray, config: NeighbourConfig) -> Any:
         np.ascontiguousarray(embeddings, dtype=np.float32), k, "dot_product"
     )
     if n <= config.brute_force_max_rows:
-        return builder.score_brute_force().build()
+        return builder.score_brute_force()
     num_leaves = int(np.clip(np.sqrt(n), 16, 10_000))
     leaves_to_search = max(1, int(num_leaves * config.leaves_to_search_share))
     return (
         builder.tree(
             num_leaves=num_leaves,
             num_leaves_to_search=leaves_to_search,
-            training_sample_size=min(n, 250_000),
+            training_sample_size=min(n, config.tree_training_rows),
         )
-        .score_ah(2, anisotropic_quantization_threshold=0.2)
+        .score_ah(
+            2,
+            anisotropic_quantization_threshold=0.2,
+            training_sample_size=min(n, config.quantizer_training_rows),
+        )
         .reorder(k * config.reorder_multiplier)
-        .build()
     )
 
 

@@ -27,6 +27,7 @@ from transforms.core.labeler import (
     FitSample,
     LabelerConfig,
     quantile_thresholds,
+    sample_exceptions,
     select_label_model,
 )
 from transforms.core.statistics import LabelStatistics
@@ -271,7 +272,9 @@ def threshold_sweep(
         if tuning_rows >= config.folds:
             gold = sample.gold >= 0
             stats = LabelStatistics.empty(extended.shape[1], config.cardinality).add(extended)
-            scored = select_label_model(stats, extended[gold], sample.gold[gold], config)
+            scored = select_label_model(
+                stats, extended[gold], sample.gold[gold], config, sample_exceptions(sample, config)
+            )
             out["cv_accuracy"].append(1.0 - float(scored.loss.mean()))
         else:
             out["cv_accuracy"].append(None)

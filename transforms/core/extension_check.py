@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from transforms.core.label_model_selection import select_label_model
+from transforms.core.label_model_selection import sample_exceptions, select_label_model
 from transforms.core.labeler_config import FitSample, LabelerConfig
 from transforms.core.statistics import LabelStatistics
 from transforms.core.votes import ABSTAIN
@@ -60,7 +60,9 @@ def extension_kappa(
     """
     votes, k = sample.votes, config.cardinality
     stats = LabelStatistics.empty(votes.shape[1], k).add(votes)
-    model = select_label_model(stats, votes[:0], np.zeros(0, np.int64), config).model
+    model = select_label_model(
+        stats, votes[:0], np.zeros(0, np.int64), config, sample_exceptions(sample, config)
+    ).model
     proba = model.predict_proba(votes)
     decided = (votes != ABSTAIN).any(axis=1) & (np.isclose(proba, proba.max(axis=1, keepdims=True)).sum(axis=1) == 1)
     added = (

@@ -22,6 +22,7 @@ from transforms.core.extension import extend_votes
 from transforms.core.grouped_votes import GroupedVotes, posterior_from_scores, row_argmax
 from transforms.core.incremental import append_lf, drop_lf, reorder_lfs, replace_column
 from transforms.core.label_models import LabelModel
+from transforms.core.lf_exceptions import silenced_votes
 from transforms.core.labeler import (
     QUANTILE_GRID,
     FitSample,
@@ -170,7 +171,12 @@ class IncrementalLabeler:
         """:func:`label_batch` of every row, from the grouped votes and the cached end model."""
         k = label_model.cardinality
         log_prior = np.zeros(k) if label_model.hard else np.log(label_model.class_balance)
-        lm = posterior_from_scores(label_model, self.grouped.scores(label_model.weights, log_prior))
+        scores = self.grouped.scores(label_model.weights, log_prior)
+        if label_model.exceptions is not None and len(label_model.exceptions):
+            # Rows where an exception silences a broad LF: scored as the label model scores them.
+            rows = np.unique(silenced_votes(self.extended, label_model.exceptions)[0])
+            scores[rows] = label_model.scores(self.extended[rows])
+        lm = posterior_from_scores(label_model, scores)
         covered = self.covered.copy()
         probs = lm
         if self.end_probs is not None:

@@ -23,6 +23,7 @@ from transforms.core.labeler_config import (
     selection_loss,
 )
 from transforms.core.lf_estimates import triplet_identified
+from transforms.core.lf_exceptions import NO_EXCEPTIONS, exception_pairs
 from transforms.core.selection import choose, collapses, fold_assignment, out_of_fold_proba
 from transforms.core.statistics import LabelStatistics
 
@@ -64,8 +65,19 @@ class ScoredModel:
     loss: np.ndarray
 
 
+def sample_exceptions(sample: FitSample, config: LabelerConfig) -> np.ndarray:
+    """The exception pairs of the sample's own votes (none when ``config.lf_exceptions`` is off)."""
+    if not config.lf_exceptions:
+        return NO_EXCEPTIONS
+    return exception_pairs(sample.votes, config.cardinality)
+
+
 def select_label_model(
-    stats: LabelStatistics, gold_votes: np.ndarray, gold: np.ndarray, config: LabelerConfig
+    stats: LabelStatistics,
+    gold_votes: np.ndarray,
+    gold: np.ndarray,
+    config: LabelerConfig,
+    exceptions: np.ndarray = NO_EXCEPTIONS,
 ) -> ScoredModel:
     """Fits ``config.label_model`` (``"auto"``: chooses, see the module doc).
 
@@ -74,14 +86,15 @@ def select_label_model(
         gold_votes: ``int [g, m]`` extended votes of the gold rows.
         gold: ``int [g]`` their labels.
         config: The labeler config.
+        exceptions: Exception pairs the model honours (:func:`sample_exceptions`).
 
     Returns:
         The model, scored on the gold rows.
     """
     folds = fold_assignment(gold.shape[0], config.folds, config.seed)
     losses = selection_loss(config, gold)
-
     def scored(model: LabelModel) -> ScoredModel:
+        model = dataclasses.replace(model, exceptions=exceptions if len(exceptions) else None)
         if gold.shape[0] == 0:
             return ScoredModel(model, np.zeros((0, stats.cardinality)), np.zeros(0))
         proba = out_of_fold_proba(model, gold_votes, gold, folds, config.gold_strength)
@@ -120,4 +133,4 @@ def fit_label_model(
     gold_votes = extend_votes(
         sample.votes[gold], sample.nn_sim[gold], sample.nn_vote[gold], thresholds
     )
-    return select_label_model(stats, gold_votes, sample.gold[gold], config).model
+    return select_label_model(stats, gold_votes, sample.gold[gold], config, sample_exceptions(sample, config)).model

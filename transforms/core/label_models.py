@@ -50,6 +50,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from transforms.core.lf_exceptions import apply_exceptions
 from transforms.core.lf_estimates import (
     default_precision,
     estimate_class_balance,
@@ -77,6 +78,9 @@ class LabelModel:
         hard: If True (majority vote) the posterior is uniform over the top-scoring classes.
         prior: ``float64 [m, k, k]`` the unsupervised ``P(Y | λ_j = c)`` before the gold rows
             refined it (``None`` for majority vote); kept for cross-validation on gold rows.
+        exceptions: ``int64 [p, 2]`` exception pairs ``(narrow, broad)``: the broad LF's vote
+            is ignored where the narrow one votes another class
+            (:mod:`transforms.core.lf_exceptions`); ``None``: none.
     """
 
     kind: str
@@ -86,6 +90,7 @@ class LabelModel:
     accuracies: np.ndarray
     hard: bool = False
     prior: np.ndarray | None = None
+    exceptions: np.ndarray | None = None
 
     @property
     def num_lfs(self) -> int:
@@ -99,6 +104,8 @@ class LabelModel:
             raise ValueError(
                 f"votes has shape {votes.shape}; this model was fitted on {self.num_lfs} LFs"
             )
+        if self.exceptions is not None:
+            votes = apply_exceptions(votes, self.exceptions)
         k = self.cardinality
         prior = np.zeros(k) if self.hard else np.log(self.class_balance)
         out = np.empty((votes.shape[0], k), np.float64)
@@ -133,6 +140,7 @@ class LabelModel:
             "accuracies": [None if np.isnan(a) else float(a) for a in self.accuracies],
             "hard": self.hard,
             "prior": None if self.prior is None else self.prior.tolist(),
+            "exceptions": None if self.exceptions is None else self.exceptions.tolist(),
         }
 
     @classmethod
@@ -148,6 +156,10 @@ class LabelModel:
             ),
             hard=bool(d["hard"]),
             prior=None if d.get("prior") is None else np.asarray(d["prior"], np.float64),
+            exceptions=(
+                None if d.get("exceptions") is None
+                else np.asarray(d["exceptions"], np.int64).reshape(-1, 2)
+            ),
         )
 
 

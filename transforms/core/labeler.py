@@ -44,6 +44,9 @@ identify at least 3 LFs' accuracies (:func:`~transforms.core.lf_estimates.triple
 LFs that never overlap give majority vote), and majority vote for multi-class ones (the
 unsupervised multi-class estimates are worse than majority vote on TREC, SemEval and ChemProt:
 ``benchmarks/README.md``).
+Whatever the kind, with ``lf_exceptions`` the model ignores a broad LF's vote where a narrow LF
+that fires only inside it votes another class (:mod:`~transforms.core.lf_exceptions`, pairs
+found in the sample's own votes, no gold row read).
 
 End model, its recipe and weight (:func:`fit_end_model`): a closed-form ridge classifier on the
 sample's embeddings. Candidate training sets (:data:`GOLD_WEIGHT_GRID`): the label model's
@@ -92,7 +95,12 @@ from transforms.core.end_model_fit import EndModelData, choose_offsets, fit_end_
 from transforms.core.extension import extend_votes
 from transforms.core.extension_check import extension_agrees
 from transforms.core.ids import stable_hash
-from transforms.core.label_model_selection import ScoredModel, fit_label_model, select_label_model
+from transforms.core.label_model_selection import (
+    ScoredModel,
+    fit_label_model,
+    sample_exceptions,
+    select_label_model,
+)
 from transforms.core.label_models import LabelModel
 from transforms.core.labeler_config import (
     BLEND_GRID,
@@ -124,7 +132,7 @@ __all__ = [
     "EndModelData", "FitSample", "FittedLabeler", "LabelBatch", "LabelerConfig", "ScoredModel",
     "SelectionLoss", "blend", "choose_offsets", "choose_thresholds", "fit_end_model",
     "fit_label_model", "fit_labeler", "fit_models", "label_batch", "log_probs", "quantile_thresholds", "sample_priority",
-    "select_fit_sample", "select_label_model", "selection_loss",
+    "sample_exceptions", "select_fit_sample", "select_label_model", "selection_loss",
 ]
 
 
@@ -253,11 +261,12 @@ def choose_thresholds(sample: FitSample, config: LabelerConfig) -> np.ndarray:
         return thresholds
     levels = dict.fromkeys((GOLD_DEFAULT_QUANTILE, *QUANTILE_GRID))
     loss, collapsed = {}, set()
+    exceptions = sample_exceptions(sample, config)
     for level in levels:
         thresholds = quantile_thresholds(sample.votes, sample.nn_sim, level)
         extended = extend_votes(sample.votes, sample.nn_sim, sample.nn_vote, thresholds)
         stats = LabelStatistics.empty(m, config.cardinality).add(extended)
-        scored = select_label_model(stats, extended[gold], sample.gold[gold], config)
+        scored = select_label_model(stats, extended[gold], sample.gold[gold], config, exceptions)
         loss[level] = scored.loss
         if collapses(scored.proba, sample.gold[gold]):
             collapsed.add(level)

@@ -58,6 +58,8 @@ class LabelerConfig:
         threshold_quantile: The quantile level used without enough gold rows (with them the
             level is chosen on the gold rows against :data:`GOLD_DEFAULT_QUANTILE`).
         min_gold: Gold rows needed before thresholds are tuned on them.
+        lf_exceptions: The label model ignores a broad LF's vote where a narrow LF that fires
+            only inside it votes another class (:mod:`transforms.core.lf_exceptions`).
         folds: Cross-validation folds over the gold rows.
         metric: The task metric every gold-row choice serves (:func:`selection_loss`):
             ``"accuracy"``, ``"balanced_accuracy"``, ``"macro_f1"``, ``"f1"`` (of
@@ -89,6 +91,7 @@ class LabelerConfig:
     thresholds: str = "auto"
     threshold_quantile: float = 0.75
     min_gold: int = 30
+    lf_exceptions: bool = True
     folds: int = 5
     metric: str = "auto"
     positive_class: int | None = None
