@@ -260,6 +260,7 @@ def build_summary(
             "kind": fitted.label_model.kind,
             "class_balance": fitted.label_model.class_balance.tolist(),
             "end_model": fitted.end_model is not None,
+            "lf_exceptions": lf_exception_names(fitted),
             **end_model_choices(fitted),
         },
         "lfs": [
@@ -277,6 +278,14 @@ def build_summary(
     }
 
 
+def lf_exception_names(fitted: FittedLabeler) -> list[dict[str, str]]:
+    """The label model's exception pairs by LF name: ``exception`` silences ``broad`` where it
+    votes (:mod:`transforms.core.lf_exceptions`)."""
+    pairs = fitted.label_model.exceptions
+    names = fitted.lf_names
+    return [] if pairs is None else [{"exception": names[a], "broad": names[b]} for a, b in pairs.tolist()]
+
+
 def format_summary(summary: Mapping[str, Any], output: str) -> str:
     """A short human-readable digest of ``summary.json`` for the console (:mod:`pipelines.rendering`)."""
     rows = summary["rows"]
@@ -292,6 +301,10 @@ def format_summary(summary: Mapping[str, Any], output: str) -> str:
     lines += ["  " + line for line in lf_table_text(summary["lfs"], CONSOLE_LFS).splitlines()]
     failures = failures_line(summary["lfs"], "; samples in errors/")
     lines += [f"  {failures}"] if failures else []
+    exceptions = summary["label_model"].get("lf_exceptions")
+    if exceptions:
+        pairs = "; ".join(f"{pair['exception']} over {pair['broad']}" for pair in exceptions)
+        lines.append(f"  LF exceptions (the narrow LF's vote wins where both vote): {pairs}")
     for split, methods in summary["metrics"].items():
         figures = ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in methods.items())
         rows_in_split = next(iter(methods.values()))["rows"]

@@ -88,3 +88,20 @@ def test_the_option_reaches_the_pipelines_fit(corpus_files, tiny_model, tmp_path
     assert _plan(corpus_files, tiny_model, tmp_path).labeler_config().lf_exceptions is True
     plan = _plan(corpus_files, tiny_model, tmp_path, "--lf_exceptions", "false")
     assert plan.labeler_config().lf_exceptions is False
+
+
+def test_the_summary_names_the_pairs():
+    from pipelines.summary import lf_exception_names
+
+    votes, _, _ = _rule_task()
+    n = votes.shape[0]
+    ids, embeddings = np.array([f"{i:04d}" for i in range(n)]), np.zeros((n, 4), np.float32)
+    nn_sim, nn_vote = np.zeros(votes.shape, np.float32), np.full(votes.shape, -1, np.int8)
+    names = ("broad", "narrow", "other")
+    config = LabelerConfig(cardinality=3, end_model=False)
+    fitted = fit_labeler(ids, votes, nn_sim, nn_vote, embeddings, np.full(n, -1), config, names)
+    assert lf_exception_names(fitted) == [{"exception": "narrow", "broad": "broad"}]
+    off = fit_labeler(
+        ids, votes, nn_sim, nn_vote, embeddings, np.full(n, -1), dataclasses.replace(config, lf_exceptions=False), names
+    )
+    assert lf_exception_names(off) == []
