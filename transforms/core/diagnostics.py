@@ -263,6 +263,7 @@ def threshold_sweep(
         "tuning_rows": tuning_rows,
         "sample_rows": int(sample.gold.shape[0]),
     }
+    exceptions = sample_exceptions(sample, config)  # the sample's own votes: one set for every level
     for level in levels:
         thresholds = quantile_thresholds(sample.votes, sample.nn_sim, level)
         extended = extend_votes(sample.votes, sample.nn_sim, sample.nn_vote, thresholds)
@@ -272,9 +273,7 @@ def threshold_sweep(
         if tuning_rows >= config.folds:
             gold = sample.gold >= 0
             stats = LabelStatistics.empty(extended.shape[1], config.cardinality).add(extended)
-            scored = select_label_model(
-                stats, extended[gold], sample.gold[gold], config, sample_exceptions(sample, config)
-            )
+            scored = select_label_model(stats, extended[gold], sample.gold[gold], config, exceptions)
             out["cv_accuracy"].append(1.0 - float(scored.loss.mean()))
         else:
             out["cv_accuracy"].append(None)

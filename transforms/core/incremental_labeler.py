@@ -172,7 +172,7 @@ class IncrementalLabeler:
         k = label_model.cardinality
         log_prior = np.zeros(k) if label_model.hard else np.log(label_model.class_balance)
         scores = self.grouped.scores(label_model.weights, log_prior)
-        if label_model.exceptions is not None and len(label_model.exceptions):
+        if label_model.exceptions is not None:
             # Rows where an exception silences a broad LF: scored as the label model scores them.
             rows = np.unique(silenced_votes(self.extended, label_model.exceptions)[0])
             scores[rows] = label_model.scores(self.extended[rows])

@@ -93,6 +93,7 @@ def select_label_model(
     """
     folds = fold_assignment(gold.shape[0], config.folds, config.seed)
     losses = selection_loss(config, gold)
+
     def scored(model: LabelModel) -> ScoredModel:
         model = dataclasses.replace(model, exceptions=exceptions if len(exceptions) else None)
         if gold.shape[0] == 0:
@@ -133,4 +134,5 @@ def fit_label_model(
     gold_votes = extend_votes(
         sample.votes[gold], sample.nn_sim[gold], sample.nn_vote[gold], thresholds
     )
-    return select_label_model(stats, gold_votes, sample.gold[gold], config, sample_exceptions(sample, config)).model
+    exceptions = sample_exceptions(sample, config)
+    return select_label_model(stats, gold_votes, sample.gold[gold], config, exceptions).model
