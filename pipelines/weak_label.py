@@ -178,7 +178,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
         } | "WriteCache" >> WriteCache(cache, plan.lf_names, snapshot_metadata(plan))
     nearest = _nearest_voters(plan, neighbours, applied[VOTES_TAG], embeddings)
     joined = {
-        "docs": docs | "KeyDocs" >> beam.Map(lambda doc: (doc["id"], doc)),
+        "docs": docs,
         "votes": applied[VOTES_TAG],
         "nearest": nearest,
         "embeddings": embeddings,

@@ -15,10 +15,11 @@ from transforms.core.knn import exact_knn
 from transforms.core.knn_merge import (
     assign_partitions,
     exact_nearest_voters,
-    merge_top_k,
     num_partitions,
     spherical_kmeans,
 )
+from transforms.core.top_k_lists import merge_top_k, merge_top_k_lists
+from transforms import knn_groups
 from transforms.knn_graph import KnnJoin, MergeTopKFn, NeighbourGraph, group_layout, knn_graph_in_memory
 from transforms.neighbours import NeighbourConfig
 
@@ -73,6 +74,47 @@ def test_merge_combiner_packs_compacts_and_equals_the_core_merge():
     for accumulators in ([left, right], [compacted, right], [right, compacted]):
         ids, sims = combiner.extract_output(combiner.merge_accumulators(accumulators))
         assert ids == expected[0] and sims.tolist() == expected[1].tolist()
+
+
+def test_batched_merge_equals_the_per_document_merge_with_ties_and_repeats():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        # Few ids and coarse similarities: ties, and neighbours found in two lists, are common.
+        sim_of = {f"n{i}": np.float32(round(rng.random(), 1)) for i in range(12)}
+        lists: dict[str, list] = {}
+        queries, lengths, flat_ids = [], [], []
+        for _ in range(rng.integers(0, 25)):
+            ids = sorted({f"n{j}" for j in rng.integers(0, 12, rng.integers(0, 6))}, key=lambda i: (-sim_of[i], i))
+            query = f"q{rng.integers(0, 5)}"
+            lists.setdefault(query, []).append((ids, np.float32([sim_of[i] for i in ids])))
+            queries.append(query)
+            lengths.append(len(ids))
+            flat_ids.extend(ids)
+        k = int(rng.integers(1, 6))
+        merged_queries, offsets, ids, sims = merge_top_k_lists(
+            queries, np.array(lengths, np.int64), np.array(flat_ids, dtype=str),
+            np.float32([sim_of[i] for i in flat_ids]), k,
+        )
+        assert merged_queries.tolist() == sorted(lists)
+        for i, query in enumerate(merged_queries.tolist()):
+            expected_ids, expected_sims = merge_top_k(lists[query], k)
+            assert ids[offsets[i] : offsets[i + 1]].tolist() == expected_ids
+            assert sims[offsets[i] : offsets[i + 1]].tolist() == expected_sims.tolist()
+
+
+def test_many_merge_buckets_and_small_blocks_give_the_same_graph(tmp_path, monkeypatch):
+    x = _clustered(150, clusters=4, seed=7)
+    ids = [f"doc{i:03d}" for i in range(150)]
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    config = NeighbourConfig(num_neighbours=4, partition_rows=30, spill=3, max_group_rows=25)
+    one_bucket = _graph(options, ids, x, config, tmp_path / "a.json")
+    monkeypatch.setattr(knn_groups, "MERGE_BUCKET_LISTS", 40)  # 450 lists: 12 buckets
+    monkeypatch.setattr(knn_groups, "BLOCK_LISTS", 3)
+    assert knn_groups.merge_bucket_count(450) == 12
+    assert _graph(options, ids, x, config, tmp_path / "b.json") == one_bucket
+    exact, _ = exact_knn(x, 4)
+    recall = np.mean([len(set(row[1]) & {ids[j] for j in exact[i]}) / 4 for i, row in enumerate(one_bucket)])
+    assert recall > 0.9
 
 
 def test_partitions_cover_the_corpus_and_spill_starts_at_home():

@@ -129,7 +129,7 @@ def test_two_runs_write_identical_labels(corpus_files, tiny_model, tmp_path, mon
 
 
 def test_a_failed_run_leaves_no_knn_shuffle_files(corpus_files, tiny_model, tmp_path, monkeypatch):
-    def fail(self, keyed):
+    def fail(self, keyed, merge_buckets):
         raise RuntimeError("search failed on purpose")
 
     monkeypatch.setattr(knn_groups.SearchGroupFn, "process", fail)

@@ -18,7 +18,7 @@ from transforms.core.labeler import LabelerConfig, fit_labeler
 from transforms.core.statistics import LabelStatistics
 from transforms.dead_letter import DEAD_LETTER_TAG
 from transforms.core.record_arrays import array_field, pack_arrays
-from transforms.documents import AttachGold, is_holdout, join_record
+from transforms.documents import AttachGold, is_holdout, join_record, record_fields
 from transforms.extend import NearestVoters
 from transforms.label import FitLabeler
 from transforms.labeling_functions import load_lf_set_from_source
@@ -192,9 +192,10 @@ def test_attach_gold_merges_dev_rows_and_splits_by_id_hash():
 
 
 def test_join_record_routes_missing_embedding():
-    doc = dict(_doc("a", "t"), gold=-1, eval_gold=None, split="corpus")
+    doc = record_fields(dict(_doc("a", "t"), gold=-1, eval_gold=None, split="corpus", source="c.jsonl:3"))[1]
     out = list(join_record(("a", {"docs": [doc], "votes": [np.array([1], np.int8)], "nearest": [], "embeddings": []}), 1))
     assert out[0].tag == DEAD_LETTER_TAG and out[0].value.cause == "missing_embedding"
+    assert out[0].value.source == "c.jsonl:3" and "row c.jsonl:3" in out[0].value.message
     out = list(join_record(("a", {"docs": [doc], "votes": [], "nearest": [], "embeddings": [np.ones(2)]}), 1))
     assert out == []  # already dead-lettered by the apply stage
     (record,) = join_record(

@@ -107,18 +107,30 @@ def embed_input(doc: Mapping[str, Any]) -> tuple[str, str]:
     return doc["id"], doc["text"]
 
 
+def record_fields(doc: Mapping[str, Any]) -> tuple[str, tuple[str, int, int | None, str]]:
+    """``(id, (split, gold, eval_gold, source))``: what the record join needs of a document.
+
+    Not its text: the join holds every document at once, and a record does not carry the text.
+
+    >>> record_fields({"id": "a", "text": "t", "split": "tune", "gold": 1, "eval_gold": 1, "source": "f:1"})
+    ('a', ('tune', 1, 1, 'f:1'))
+    """
+    return doc["id"], (doc["split"], doc["gold"], doc["eval_gold"], str(doc.get("source", "")))
+
+
 def join_record(
     keyed: tuple[str, dict[str, list[Any]]], num_lfs: int
 ) -> Iterator[Any]:
     """Joins one document's stage outputs into a record (see :mod:`transforms.label`).
 
-    A document without votes was already dead-lettered by the apply stage (a bad vote list) and
-    is skipped; a document without an embedding goes to the dead letter here.
+    ``docs`` holds the document's :func:`record_fields`. A document without votes was already
+    dead-lettered by the apply stage (a bad vote list) and is skipped; a document without an
+    embedding goes to the dead letter here, with its id and source row (where its text is).
     """
     doc_id, groups = keyed
     if not groups["docs"] or not groups["votes"]:
         return
-    doc = groups["docs"][0]
+    split, gold, eval_gold, source = groups["docs"][0]
     if not groups["embeddings"]:
         Metrics.counter(METRICS_NAMESPACE, "join/missing_embedding").inc()
         yield beam.pvalue.TaggedOutput(
@@ -126,9 +138,9 @@ def join_record(
             DeadLetter.for_row(
                 stage="embed",
                 cause="missing_embedding",
-                message="the model returned no embedding for this document",
-                row={"id": doc_id, "text": doc["text"]},
-                source=str(doc.get("source", "")),
+                message=f"the model returned no embedding for this document (its text is row {source})",
+                row={"id": doc_id, "source": source},
+                source=source,
                 doc_id=doc_id,
             ),
         )
@@ -137,9 +149,9 @@ def join_record(
     nn_sim, nn_vote, nn_source = nearest
     yield {
         "id": doc_id,
-        "split": doc["split"],
-        "gold": doc["gold"],
-        "eval_gold": doc["eval_gold"],
+        "split": split,
+        "gold": gold,
+        "eval_gold": eval_gold,
         **pack_arrays(votes=groups["votes"][0], nn_sim=nn_sim, nn_vote=nn_vote, nn_source=nn_source),
         "embedding": embedding_bytes(groups["embeddings"][0]),
     }
@@ -155,7 +167,10 @@ def embedding_bytes(vector: Any) -> bytes:
 
 
 class JoinRecords(beam.PTransform):
-    """``{docs, votes, nearest, embeddings}`` keyed by id → tagged ``records`` and dead letter."""
+    """``{docs, votes, nearest, embeddings}`` → tagged ``records`` and dead letter.
+
+    ``docs`` are documents; the other inputs are keyed by id.
+    """
 
     def __init__(self, num_lfs: int):
         super().__init__()
@@ -167,8 +182,9 @@ class JoinRecords(beam.PTransform):
         packed = inputs["embeddings"] | "PackEmbeddings" >> beam.MapTuple(
             lambda doc_id, vector: (doc_id, embedding_bytes(vector))
         )
+        fields = inputs["docs"] | "RecordFields" >> beam.Map(record_fields)
         return (
-            {**inputs, "embeddings": packed}
+            {**inputs, "docs": fields, "embeddings": packed}
             | "CoGroupById" >> beam.CoGroupByKey()
             | "Join"
             >> beam.FlatMap(join_record, self._num_lfs).with_outputs(

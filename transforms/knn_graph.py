@@ -16,9 +16,10 @@
    through files with ``shuffle_dir``, :mod:`transforms.knn_shuffle`);
    per group, a ScaNN index is built in the worker over the group's data rows and searched by
    its queries (:func:`transforms.neighbours.search_group`); candidates are re-scored exactly.
-5. **Merge**: the top-k lists of a query from every group it visited are merged
-   (:func:`transforms.core.knn_merge.merge_top_k`, a combiner: lifted before the shuffle); a
-   query that visited one group only skips the merge (its list is final).
+5. **Merge**: the top-k lists of a query from every group it visited meet in its merge bucket
+   (a stable hash of its id) and are merged a bucket at a time
+   (:func:`transforms.core.top_k_lists.merge_top_k_lists`); a query that visited one group only
+   skips the merge (its list is final).
 
 With one partition this is the single-index path. :class:`NeighbourGraph` is the self-join:
 each document is one row, data and query at once, so it travels once to its home group. Only
@@ -37,16 +38,18 @@ import numpy as np
 
 from transforms.core.ids import stable_hash
 from transforms.core.knn import l2_normalise
-from transforms.core.knn_merge import (
-    assign_partitions,
-    merge_top_k,
-    num_partitions,
-    pack_top_k,
-    spherical_kmeans,
-    top_k_exact,
-    unpack_top_k,
+from transforms.core.knn_merge import assign_partitions, num_partitions, spherical_kmeans, top_k_exact
+from transforms.core.top_k_lists import merge_top_k, pack_top_k, unpack_top_k
+from transforms.knn_groups import (
+    BOTH,
+    DATA,
+    FINAL,
+    QUERY,
+    MergeBucketFn,
+    SearchGroupFn,
+    ToGroupsFn,
+    merge_bucket_count,
 )
-from transforms.knn_groups import BOTH, DATA, FINAL, QUERY, SearchGroupFn, ToGroupsFn
 from transforms.knn_shuffle import RemoveShuffleDir, join_directory
 from transforms.neighbours import LoadedIndex, NeighbourConfig, build_searcher, search_candidates
 
@@ -164,27 +167,45 @@ def _join(rows: beam.PCollection, config: NeighbourConfig) -> beam.PCollection:
         >> beam.Map(fit_centroids, sample=beam.pvalue.AsSingleton(sample), config=config)
     )
     homed = rows | "AssignPartitions" >> beam.Map(assigned, centroids=centroids, spill=config.spill)
-    layout = beam.pvalue.AsDict(
-        homed
-        | "PartitionCounts" >> beam.FlatMap(partition_counts)
-        | "CountPerPartition" >> beam.CombinePerKey(sum_pairs)
-        | "Layout"
-        >> beam.MapTuple(
-            lambda p, c: group_layout(p, {"data": [c[0]], "queries": [c[1]]}, config.max_group_rows)
-        )
-    )
+    layout, merge_buckets = _layout(homed, config)
     shuffle_dir = join_directory(config.shuffle_dir) if config.shuffle_dir else ""
     searched = (
         homed
         | "ToGroups" >> beam.ParDo(ToGroupsFn(shuffle_dir), layout=layout)
         | "GroupByPartition" >> beam.GroupByKey()
-        | "SearchGroups" >> beam.ParDo(SearchGroupFn(config)).with_outputs(FINAL, main="partial")
+        | "SearchGroups"
+        >> beam.ParDo(SearchGroupFn(config, shuffle_dir), merge_buckets=merge_buckets).with_outputs(
+            FINAL, main="partial"
+        )
     )
-    merged = searched.partial | "MergeTopK" >> beam.CombinePerKey(MergeTopKFn(config.num_neighbours))
+    merged = (
+        searched.partial
+        | "GroupByMergeBucket" >> beam.GroupByKey()
+        | "MergeBuckets" >> beam.ParDo(MergeBucketFn(config.num_neighbours))
+    )
     graph = (searched[FINAL], merged) | "Graph" >> beam.Flatten()
     if shuffle_dir:
         _ = graph | "RemoveShuffleDir" >> RemoveShuffleDir(shuffle_dir)
     return graph
+
+
+def _layout(homed: beam.PCollection, config: NeighbourConfig) -> tuple[Any, Any]:
+    """The groups' layout (``AsDict`` partition → shards) and the merge buckets (``AsSingleton``)."""
+    per_partition = (
+        homed
+        | "PartitionCounts" >> beam.FlatMap(partition_counts)
+        | "CountPerPartition" >> beam.CombinePerKey(sum_pairs)
+    )
+    layout = per_partition | "Layout" >> beam.MapTuple(
+        lambda p, c: group_layout(p, {"data": [c[0]], "queries": [c[1]]}, config.max_group_rows)
+    )
+    merge_buckets = (
+        per_partition
+        | "QueryVisits" >> beam.MapTuple(lambda _, c: c[1])
+        | "SumQueryVisits" >> beam.CombineGlobally(sum)
+        | "MergeBucketCount" >> beam.Map(merge_bucket_count)
+    )
+    return beam.pvalue.AsDict(layout), beam.pvalue.AsSingleton(merge_buckets)
 
 
 class KnnJoin(beam.PTransform):

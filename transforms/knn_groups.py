@@ -10,13 +10,17 @@ copies the bytes without pickling.
 
 :class:`SearchGroupFn` rebuilds a group's data and query matrices in id order straight from the
 chunks (one copy each; one shared copy when every row is both), builds the ScaNN index and emits
-``(query_id, (neighbour_ids, sims))`` per query: to the ``final`` output when the group is the
-only one the query visits (its list needs no merge), else to the main output as one packed
-``bytes`` value (:func:`transforms.core.knn_merge.pack_top_k`), which the join merges per query.
+``(query_id, (neighbour_ids, sims))`` per query to the ``final`` output when the group is the
+only one the query visits (its list needs no merge). The other queries' lists leave in blocks of
+up to :data:`BLOCK_LISTS` lists, keyed by *merge bucket* (a stable hash of the query id, so all
+lists of a query meet in one bucket); :class:`MergeBucketFn` merges a whole bucket with array
+operations. A query's lists thus cross the shuffle as a few large elements, not one element per
+(query, group), and with a shuffle directory the blocks wait on disk, not in the runner's memory.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
@@ -25,9 +29,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.core.ids import stable_hash
-from transforms.core.knn_merge import pack_top_k, sub_shard
+from transforms.core.knn_merge import sub_shard
+from transforms.core.top_k_lists import merge_top_k_lists
 from transforms.dead_letter import METRICS_NAMESPACE
-from transforms.knn_shuffle import Chunk, read_chunk, write_chunk
+from transforms.knn_shuffle import Chunk, get_block, pack_lists, put_block, read_chunk, unpack_lists, write_chunk
 from transforms.neighbours import NeighbourConfig, search_group
 
 GroupKey = tuple[int, int, int]  # (partition, data sub-shard, query sub-shard)
@@ -35,6 +40,8 @@ DATA, QUERY, BOTH = 1, 2, 3  # role bits of a row
 FINAL = "final"  # SearchGroupFn's output of queries that visit one group only
 CHUNK_ROWS = 1024  # rows per packed chunk
 MAX_BUFFERED_ROWS = 16_384  # rows a bundle buffers before it flushes every chunk (≈ 25 MB at d = 384)
+BLOCK_LISTS = 4096  # partial lists per block a group sends to a merge bucket
+MERGE_BUCKET_LISTS = 200_000  # partial top-k lists per merge bucket (≈ 0.1 GB of ids and sims)
 
 
 def memberships(
@@ -165,18 +172,21 @@ def rows_in_id_order(
 class SearchGroupFn(beam.DoFn):
     """One group ``(key, [chunk or chunk path, ...])`` → ``(query_id, (ids, sims))`` per query.
 
-    Queries that visit this group only go to the :data:`FINAL` output; the others to the main
-    output (to be merged with their lists from the other groups).
+    Queries that visit this group only go to the :data:`FINAL` output. The others' lists go to
+    the main output in blocks, one per merge bucket (:func:`merge_bucket`): ``(bucket, block)``,
+    the block being :func:`~transforms.knn_shuffle.pack_lists` bytes or, with a
+    ``shuffle_dir``, the path of a file holding them.
     """
 
-    def __init__(self, config: NeighbourConfig):
+    def __init__(self, config: NeighbourConfig, shuffle_dir: str = ""):
         self._config = config
+        self._shuffle_dir = shuffle_dir
         self._groups = Metrics.counter(METRICS_NAMESPACE, "knn_graph/groups")
         self._group_rows = Metrics.distribution(METRICS_NAMESPACE, "knn_graph/group_rows")
 
     def process(
-        self, keyed: tuple[GroupKey, Iterable[Chunk | str]]
-    ) -> Iterator[tuple[str, tuple[list[str], np.ndarray]] | beam.pvalue.TaggedOutput]:
+        self, keyed: tuple[GroupKey, Iterable[Chunk | str]], merge_buckets: int
+    ) -> Iterator[tuple[int, bytes | str] | beam.pvalue.TaggedOutput]:
         chunks = [read_chunk(chunk) if isinstance(chunk, str) else chunk for chunk in keyed[1]]
         ids = np.asarray([doc_id for chunk in chunks for doc_id in chunk[0]], dtype=str)
         roles = np.frombuffer(b"".join(chunk[1] for chunk in chunks), np.uint8)
@@ -191,8 +201,62 @@ class SearchGroupFn(beam.DoFn):
         final = dict(zip(ids[is_query].tolist(), (visits[is_query] == 1).tolist()))
         self._groups.inc()
         self._group_rows.update(len(data_ids))
+        partial: dict[int, tuple[list, list, list]] = {}
         for query_id, neighbour_ids, sims in search_group(data_ids, data, query_ids, queries, self._config):
             if final[query_id]:
                 yield beam.pvalue.TaggedOutput(FINAL, (query_id, (neighbour_ids, sims)))
-            else:
-                yield query_id, pack_top_k(neighbour_ids, sims)
+                continue
+            bucket = merge_bucket(query_id, merge_buckets)
+            lists = partial.setdefault(bucket, ([], [], []))
+            lists[0].append(query_id)
+            lists[1].append(neighbour_ids)
+            lists[2].append(sims)
+            if len(lists[0]) >= BLOCK_LISTS:
+                yield bucket, self._block(keyed[0], bucket, partial.pop(bucket))
+        for bucket, lists in partial.items():
+            yield bucket, self._block(keyed[0], bucket, lists)
+
+    def _block(self, key: GroupKey, bucket: int, lists: tuple[list, list, list]) -> bytes | str:
+        """One block of a bucket's lists: the bytes, or the path of the file holding them."""
+        return put_block(self._shuffle_dir, (*key, bucket), pack_lists(*lists))
+
+
+def merge_bucket(query_id: str, merge_buckets: int) -> int:
+    """The merge bucket of a query whose lists come from several groups (a stable hash).
+
+    >>> merge_bucket("doc-1", 1)
+    0
+    """
+    return sub_shard(stable_hash("merge:" + query_id), merge_buckets)
+
+
+def merge_bucket_count(query_visits: int) -> int:
+    """Merge buckets for ``query_visits`` (query, group) lists: at most :data:`MERGE_BUCKET_LISTS` each.
+
+    >>> merge_bucket_count(0), merge_bucket_count(5_000_000)
+    (1, 25)
+    """
+    return max(1, math.ceil(query_visits / MERGE_BUCKET_LISTS))
+
+
+class MergeBucketFn(beam.DoFn):
+    """``(bucket, [block, ...])`` → ``(query_id, (ids, sims))``: each query's lists merged.
+
+    The whole bucket is merged at once (:func:`transforms.core.top_k_lists.merge_top_k_lists`).
+    """
+
+    def __init__(self, k: int):
+        self._k = k
+
+    def process(self, keyed: tuple[int, Iterable[bytes | str]]) -> Iterator[tuple[str, tuple[list[str], np.ndarray]]]:
+        blocks = [unpack_lists(get_block(value)) for value in keyed[1]]
+        queries, offsets, ids, sims = merge_top_k_lists(
+            [query for block in blocks for query in block[0]],
+            np.concatenate([block[1] for block in blocks]),
+            np.concatenate([block[2] for block in blocks]),
+            np.concatenate([block[3] for block in blocks]),
+            self._k,
+        )
+        ids_list, bounds = ids.tolist(), offsets.tolist()
+        for query, start, stop in zip(queries.tolist(), bounds[:-1], bounds[1:]):
+            yield query, (ids_list[start:stop], sims[start:stop].copy())

@@ -84,6 +84,61 @@ def _fixed_size_values(array: pa.FixedSizeBinaryArray) -> memoryview:
     return memoryview(array.buffers()[1])[start : start + len(array) * width]
 
 
+def pack_lists(query_ids: list[str], neighbour_ids: list[list[str]], sims: list[np.ndarray]) -> bytes:
+    """Top-k lists of several queries as one Arrow IPC stream (``query``, ``ids``, ``sims``).
+
+    >>> queries, lengths, ids, sims = unpack_lists(pack_lists(["q", "p"], [["a", "b"], []],
+    ...                                            [np.float32([.5, .25]), np.float32([])]))
+    >>> queries, lengths.tolist(), ids.tolist(), sims.tolist()
+    (['q', 'p'], [2, 0], ['a', 'b'], [0.5, 0.25])
+    """
+    lengths = np.fromiter((len(ids) for ids in neighbour_ids), np.int32, len(neighbour_ids))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    flat_ids = pa.array([doc_id for ids in neighbour_ids for doc_id in ids], pa.string())
+    flat_sims = pa.array(np.concatenate([np.zeros(0, np.float32), *sims]).astype(np.float32))
+    table = pa.table(
+        {
+            "query": pa.array(query_ids, pa.string()),
+            "ids": pa.ListArray.from_arrays(offsets, flat_ids),
+            "sims": pa.ListArray.from_arrays(offsets, flat_sims),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def unpack_lists(block: bytes) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pack_lists` bytes → ``(query ids, lengths int [L], flat ids str, flat sims float32)``."""
+    table = pa.ipc.open_stream(block).read_all()
+    ids = table.column("ids").combine_chunks()
+    return (
+        table.column("query").to_pylist(),
+        np.diff(ids.offsets.to_numpy()),
+        np.asarray(ids.flatten().to_numpy(zero_copy_only=False), dtype=str),
+        table.column("sims").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+    )
+
+
+def put_block(directory: str, key: tuple[int, ...], block: bytes) -> bytes | str:
+    """``block`` itself without a ``directory``; else the path of a new file holding it."""
+    if not directory:
+        return block
+    path = FileSystems.join(directory, "-".join(str(part) for part in key) + f"-{uuid.uuid4().hex}.lists")
+    with FileSystems.create(path) as handle:
+        handle.write(block)
+    return path
+
+
+def get_block(value: bytes | str) -> bytes:
+    """The block :func:`put_block` gave ``value`` for (read from its file when it is a path)."""
+    if isinstance(value, bytes):
+        return value
+    with FileSystems.open(value) as handle:
+        return handle.read()
+
+
 def remove_directory(directory: str) -> None:
     """Deletes a join's shuffle directory (nothing to do when it was never created)."""
     if FileSystems.exists(directory):

@@ -2,5 +2,6 @@
 
 Modules: ``lfs`` (the LF object, keyword / regex builders, fingerprints), ``votes`` (applying
 LFs), ``ids``, ``extension`` (Epoxy), ``statistics`` (sufficient statistics), ``label_models``, ``end_model``, ``labeler`` (fit + ``label_batch``),
-``knn``, ``metrics``, ``analysis`` (LF analysis), ``text_template``.
+``knn``, ``knn_merge`` (partitions, exact voters), ``top_k_lists`` (merging neighbour lists), ``metrics``,
+``analysis`` (LF analysis), ``text_template``.
 """

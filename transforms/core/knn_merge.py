@@ -3,7 +3,7 @@
 An IVF-style self-join: spherical k-means centroids from a bounded sample; each vector lives in
 its *home* partition (nearest centroid) and is sent, as a query, to its ``spill`` nearest
 partitions; each partition is searched on its own; a document's top-k lists from the partitions
-it visited are merged. All similarities are exact dot products of stored vectors, and ties are
+it visited are merged (:mod:`transforms.core.top_k_lists`). All similarities are exact dot products of stored vectors, and ties are
 broken by id, so the merged lists do not depend on how the work was split.
 
 >>> rng = np.random.default_rng(0)
@@ -12,14 +12,12 @@ broken by id, so the merged lists do not depend on how the work was split.
 >>> home, spill = assign_partitions(x, centroids, spill=2)
 >>> bool(np.all(spill[:, 0] == home)), spill.shape
 (True, (200, 2))
->>> merge_top_k([(["b", "c"], np.float32([.9, .5])), (["a", "c"], np.float32([.9, .5]))], 2)
-(['a', 'b'], array([0.9, 0.9], dtype=float32))
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -173,59 +171,6 @@ def top_k_exact(
     order = np.lexsort((tie, -exact), axis=-1)[:, :k]
     positions = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
     return positions, np.take_along_axis(exact, order, axis=1)
-
-
-def merge_top_k(
-    lists: Iterable[tuple[Sequence[str], np.ndarray]], k: int
-) -> tuple[list[str], np.ndarray]:
-    """Merges top-k lists of one document: union, de-duplicated, descending, ties by id.
-
-    The same neighbour found in two partitions has the same (exact) similarity, so the merge is
-    independent of the order and the split of the lists.
-    """
-    pairs: list[tuple[float, str]] = []
-    for ids, sims in lists:
-        pairs.extend(zip((-np.asarray(sims, np.float32)).tolist(), ids))
-    pairs.sort()  # a neighbour's first pair holds its largest similarity
-    merged_ids: list[str] = []
-    merged_sims: list[float] = []
-    seen: set[str] = set()
-    for negative_sim, neighbour in pairs:
-        if len(merged_ids) >= k:
-            break
-        if neighbour not in seen:
-            seen.add(neighbour)
-            merged_ids.append(neighbour)
-            merged_sims.append(-negative_sim)
-    return merged_ids, np.asarray(merged_sims, dtype=np.float32)
-
-
-def pack_top_k(ids: Sequence[str], sims: np.ndarray) -> bytes:
-    """One top-k list as one ``bytes`` value (a shuffled list costs one object, not ``k + 2``).
-
-    Layout: ``uint32`` count ``c``, ``c`` ``uint32`` UTF-8 lengths, ``c`` ``float32`` sims, then
-    the UTF-8 ids; any id round-trips.
-
-    >>> ids, sims = unpack_top_k(pack_top_k(["b", "é", ""], np.float32([.75, .5, .25])))
-    >>> ids, sims.tolist()
-    (['b', 'é', ''], [0.75, 0.5, 0.25])
-    """
-    encoded = [doc_id.encode("utf-8") for doc_id in ids]
-    head = np.empty(1 + len(encoded), np.uint32)
-    head[0] = len(encoded)
-    head[1:] = [len(doc_id) for doc_id in encoded]
-    return head.tobytes() + np.asarray(sims, np.float32).tobytes() + b"".join(encoded)
-
-
-def unpack_top_k(blob: bytes) -> tuple[list[str], np.ndarray]:
-    """The ``(ids, sims)`` of :func:`pack_top_k` bytes (``sims`` a writable copy)."""
-    count = int(np.frombuffer(blob, np.uint32, 1)[0])
-    lengths = np.frombuffer(blob, np.uint32, count, offset=4)
-    sims = np.frombuffer(blob, np.float32, count, offset=4 + 4 * count).copy()
-    ids_start = 4 + 8 * count
-    ends = (ids_start + np.cumsum(lengths)).tolist()
-    starts = [ids_start] + ends[:-1]
-    return [blob[start:end].decode("utf-8") for start, end in zip(starts, ends)], sims
 
 
 def exact_nearest_voters(
