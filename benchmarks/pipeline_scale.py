@@ -336,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(embed_only(args.embed_only_child, args.model)))
         return 0
     work = args.work or tempfile.mkdtemp(prefix="pipeline_scale_")
+    os.makedirs(work, exist_ok=True)  # a --work directory that does not exist yet
     try:
         figures = measure(args, work)
     finally:
