@@ -76,12 +76,9 @@ def merge_top_k_lists(
     sims_out = best[:, :k].copy()
     counts = (chosen >= 0).sum(axis=1)
     tied = np.any((best[:, 1:] == best[:, :-1]) & np.isfinite(best[:, 1:]), axis=1)
-    starts = np.cumsum(lengths) - lengths
     for query in np.flatnonzero(tied):
-        lists = np.flatnonzero(query_of_list == query)
-        merged_ids, merged_sims = merge_top_k(
-            [(neighbour_ids[s : s + n], sims[s : s + n]) for s, n in zip(starts[lists], lengths[lists])], k
-        )
+        entries = rows[query][filled[query]]  # the query's lists as one: the merge ignores the split
+        merged_ids, merged_sims = merge_top_k([(neighbour_ids[entries], sims[entries])], k)
         counts[query] = len(merged_ids)
         ids_out[query, : len(merged_ids)], sims_out[query, : len(merged_ids)] = merged_ids, merged_sims
     kept = np.arange(ids_out.shape[1]) < counts[:, None]
