@@ -119,7 +119,8 @@ class WeakLabelOptions:
         "auto",
         "kNN graph: how rows reach their search groups, and partial top-k lists their merge. auto: "
         "through files in the temporary directory ($TMPDIR; about spill x 2 KB per document while "
-        "the graph is built: 8.7 GB of rows at 1M, plus about 0.5 KB per list) with the in-process runners (FnApiRunner, DirectRunner), which hold a shuffle in "
+        "the graph is built: 8.7 GB of rows at 1M, plus about 0.5 KB per list) with the "
+        "in-process runners (FnApiRunner, DirectRunner), which hold a shuffle in "
         "memory about three times over; through the runner's shuffle otherwise. none: always the "
         "runner's shuffle. A directory (local or gs://, readable and writable by every worker): "
         "files there. The graph is the same either way.",

@@ -27,12 +27,18 @@ from apache_beam.io.filesystems import FileSystems
 
 Chunk = tuple[list[str], bytes, bytes, Any]  # ids, roles uint8, visits uint32, float32 rows
 
-_FILE_SUFFIX = ".arrow"
+_CHUNK_SUFFIX = ".arrow"  # a chunk of rows (:func:`write_chunk`)
+_LISTS_SUFFIX = ".lists"  # a block of top-k lists (:func:`put_block`)
 
 
 def join_directory(shuffle_dir: str) -> str:
     """A fresh directory for one join under ``shuffle_dir`` (each join cleans up its own)."""
     return FileSystems.join(shuffle_dir, f"knn-{uuid.uuid4().hex}")
+
+
+def _new_path(directory: str, key: tuple[int, ...], suffix: str) -> str:
+    """A new file's path for ``key``: a random part, so a retried bundle never overwrites."""
+    return FileSystems.join(directory, "-".join(str(part) for part in key) + f"-{uuid.uuid4().hex}{suffix}")
 
 
 def write_chunk(directory: str, key: tuple[int, ...], chunk: Chunk) -> str:
@@ -57,8 +63,7 @@ def write_chunk(directory: str, key: tuple[int, ...], chunk: Chunk) -> str:
             ),
         }
     )
-    name = "-".join(str(part) for part in key) + f"-{uuid.uuid4().hex}{_FILE_SUFFIX}"
-    path = FileSystems.join(directory, name)
+    path = _new_path(directory, key, _CHUNK_SUFFIX)
     with FileSystems.create(path) as handle:
         with pa.ipc.new_stream(handle, table.schema) as writer:
             writer.write_table(table)
@@ -125,7 +130,7 @@ def put_block(directory: str, key: tuple[int, ...], block: bytes) -> bytes | str
     """``block`` itself without a ``directory``; else the path of a new file holding it."""
     if not directory:
         return block
-    path = FileSystems.join(directory, "-".join(str(part) for part in key) + f"-{uuid.uuid4().hex}.lists")
+    path = _new_path(directory, key, _LISTS_SUFFIX)
     with FileSystems.create(path) as handle:
         handle.write(block)
     return path
