@@ -60,7 +60,8 @@ def test_tree_index_recall_on_clustered_data():
 
 def test_index_training_samples_are_scanns_and_a_small_quantiser_sample_keeps_recall():
     """The tree and the quantiser train on the configured samples; a tenth of the rows for the
-    quantiser costs no recall (the exact re-scoring absorbs it)."""
+    quantiser costs no recall (the exact re-scoring absorbs it). ScaNN's tree-AH build is not
+    deterministic (docs/scale.md), so each recall is the mean over three builds."""
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(20, 16))
     vectors = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
@@ -76,9 +77,12 @@ def test_index_training_samples_are_scanns_and_a_small_quantiser_sample_keeps_re
         scann_config = searcher_builder(vectors, config).create_config()
         assert "expected_sample_size: 2000" in scann_config
         assert f"expected_sample_size: {rows}" in scann_config
-        index = LoadedIndex(build_searcher(vectors, config), np.asarray(ids), vectors)
-        results = search(index, ids[:300], vectors[:300], 10)
-        recall[rows] = np.mean([len(set(nb) & set(exact[i])) / 10 for i, nb, _ in results])
+        builds = []
+        for _ in range(3):
+            index = LoadedIndex(build_searcher(vectors, config), np.asarray(ids), vectors)
+            results = search(index, ids[:300], vectors[:300], 10)
+            builds.append(np.mean([len(set(nb) & set(exact[i])) / 10 for i, nb, _ in results]))
+        recall[rows] = np.mean(builds)
     assert recall[300] >= 0.9 and recall[300] >= recall[3000] - 0.02
     assert config.fingerprint() != dataclasses.replace(config, quantizer_training_rows=301).fingerprint()
     with pytest.raises(ValueError, match="tree_training_rows=0 must be at least 1"):
